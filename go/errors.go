@@ -1,0 +1,151 @@
+package threadguard
+
+// #include "shim.h"
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Sentinel errors, one for each status code of the library. Errors returned
+// by this package wrap one of them: test with errors.Is. The returned error is
+// an *Error whose text adds the operation and the library's message (which
+// handle, which owner thread, which caller).
+var (
+	// ErrNullHandle: the handle is the zero (null) handle (TG_ERR_NULL_HANDLE).
+	ErrNullHandle = errors.New("null handle")
+	// ErrWrongThread: the handle is owned by another live thread
+	// (TG_ERR_WRONG_THREAD). Nothing was touched.
+	ErrWrongThread = errors.New("wrong thread")
+	// ErrOwnerExited: the handle's owner thread has exited, and its objects
+	// were destroyed with it (TG_ERR_OWNER_EXITED).
+	ErrOwnerExited = errors.New("owner thread exited")
+	// ErrStale: the handle names no live object: it was destroyed, or the
+	// handle was never issued (TG_ERR_STALE).
+	ErrStale = errors.New("stale handle")
+	// ErrWrongType: the object's type tag differs from the one asked for
+	// (TG_ERR_WRONG_TYPE).
+	ErrWrongType = errors.New("wrong type")
+	// ErrBusy: the object is borrowed further up this thread's stack, or the
+	// call was made from inside a borrow where it is not allowed
+	// (TG_ERR_BUSY).
+	ErrBusy = errors.New("object busy")
+	// ErrNullPointer: a required pointer argument was NULL
+	// (TG_ERR_NULL_POINTER).
+	ErrNullPointer = errors.New("null pointer argument")
+	// ErrInvalidArgument: an argument was out of range, such as type tag 0
+	// (TG_ERR_INVALID_ARGUMENT).
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrPanic: a panic was caught: in the library (TG_ERR_PANIC), or in Go
+	// code that this package ran for the caller (work given to a Thread, a
+	// function given to With).
+	ErrPanic = errors.New("panic")
+	// ErrShutDown: the thread is shutting down or closed (TG_ERR_SHUT_DOWN);
+	// work submitted to a closed Thread gets it too.
+	ErrShutDown = errors.New("shut down")
+	// ErrLimit: a library limit was reached (TG_ERR_LIMIT).
+	ErrLimit = errors.New("limit reached")
+	// ErrTimeout: a wait timed out (TG_ERR_TIMEOUT).
+	ErrTimeout = errors.New("timed out")
+)
+
+// sentinels maps each tg_status code to its sentinel error.
+var sentinels = [...]error{
+	C.TG_ERR_NULL_HANDLE:       ErrNullHandle,
+	C.TG_ERR_WRONG_THREAD:      ErrWrongThread,
+	C.TG_ERR_OWNER_EXITED:      ErrOwnerExited,
+	C.TG_ERR_STALE:             ErrStale,
+	C.TG_ERR_WRONG_TYPE:        ErrWrongType,
+	C.TG_ERR_BUSY:              ErrBusy,
+	C.TG_ERR_NULL_POINTER:      ErrNullPointer,
+	C.TG_ERR_INVALID_ARGUMENT:  ErrInvalidArgument,
+	C.TG_ERR_PANIC:             ErrPanic,
+	C.TG_ERR_SHUT_DOWN:         ErrShutDown,
+	C.TG_ERR_LIMIT:             ErrLimit,
+	C.TG_ERR_TIMEOUT:           ErrTimeout,
+}
+
+// Error is a failed operation: the operation, the sentinel for its status
+// and the detail message.
+type Error struct {
+	// Op is the library entry point (such as "tg_with") or the method of
+	// this package (such as "Thread.Do") that failed.
+	Op string
+	// Err is the sentinel error for the status, such as ErrWrongThread, or
+	// an error describing a status code this package does not know.
+	Err error
+	// Detail is the library's last-error message for the call, or the
+	// package's own explanation; it may be empty.
+	Detail string
+}
+
+// Error returns "threadguard: OP: REASON: DETAIL".
+func (e *Error) Error() string {
+	s := "threadguard: " + e.Op + ": " + e.Err.Error()
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Unwrap returns the sentinel error, for errors.Is.
+func (e *Error) Unwrap() error { return e.Err }
+
+// statusError returns the sentinel for a non-zero status code.
+func statusError(st C.tg_status) error {
+	if st > 0 && int(st) < len(sentinels) && sentinels[st] != nil {
+		return sentinels[st]
+	}
+	return fmt.Errorf("unknown status %d (%s)", int32(st), statusName(st))
+}
+
+// statusName returns the library's static name for a status code.
+func statusName(st C.tg_status) string {
+	return C.GoString(C.tg_status_name(st))
+}
+
+// check turns a status into an error carrying the last-error message.
+//
+// It must run on the OS thread that made the failing call, before any other
+// library call there: the message is thread-local. Callers keep the goroutine
+// locked across the call and check (see callLocked), or run on a Thread.
+func check(op string, st C.tg_status) error {
+	if st == C.TG_OK {
+		return nil
+	}
+	return &Error{Op: op, Err: statusError(st), Detail: lastError()}
+}
+
+// lastError reads the calling thread's last-error message.
+func lastError() string {
+	var buf [256]C.char
+	n := C.tg_last_error(&buf[0], C.size_t(len(buf)))
+	if n < C.size_t(len(buf)) {
+		return C.GoStringN(&buf[0], C.int(n))
+	}
+	big := make([]C.char, n+1)
+	n = C.tg_last_error(&big[0], C.size_t(len(big)))
+	return C.GoStringN(&big[0], C.int(min(n, C.size_t(len(big)-1))))
+}
+
+// panicError reports a panic recovered from Go code run by op.
+func panicError(op string, r any) error {
+	return &Error{Op: op, Err: ErrPanic, Detail: "recovered: " + fmt.Sprint(r)}
+}
+
+// guard runs fn, turning a panic into an error wrapping ErrPanic.
+func guard(op string, fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError(op, r)
+		}
+	}()
+	return fn()
+}
+
+// threadLabel formats a thread for messages: `7 ("gl-main")`.
+func threadLabel(id uint64, name string) string {
+	return strconv.FormatUint(id, 10) + " (" + strconv.Quote(name) + ")"
+}

@@ -1,0 +1,3 @@
+module threadguard.dev/threadguard
+
+go 1.24

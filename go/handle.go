@@ -1,0 +1,94 @@
+package threadguard
+
+// #include "shim.h"
+import "C"
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/cgo"
+	"unsafe"
+)
+
+// Tag is the type tag of a registered object. The library compares it on
+// every borrow, so a handle cannot be used as the wrong type. 0 is invalid.
+type Tag uint32
+
+// Handle is the library's tg_handle: the ID of the owner thread and a key in
+// that thread's table. The zero Handle is the null handle.
+//
+// A Handle is a plain value. The library validates it on every use: a null,
+// stale, forged, foreign or mistyped handle gets an error and reaches no
+// object. Its methods make the call on the calling goroutine's current OS
+// thread and do not route it anywhere: use an Object for that. They are the
+// way to use handles that C code hands out.
+type Handle struct {
+	Owner uint64 // ID of the owner thread (see CurrentThreadID)
+	Key   uint64 // slot key in the owner's table; opaque
+}
+
+// String formats h as "handle(owner 7, key 0x100000001)".
+func (h Handle) String() string {
+	return fmt.Sprintf("handle(owner %d, key %#x)", h.Owner, h.Key)
+}
+
+// IsNull reports whether h is the null handle.
+func (h Handle) IsNull() bool { return h == Handle{} }
+
+func (h Handle) c() C.tg_handle {
+	return C.tg_handle{owner: C.uint64_t(h.Owner), key: C.uint64_t(h.Key)}
+}
+
+// With borrows the object h names, on the calling OS thread, and calls fn
+// with its pointer; fn's error is returned. The object cannot be destroyed
+// or borrowed again (ErrBusy) until fn returns, and fn must not keep the
+// pointer. A panic in fn is returned as an error wrapping ErrPanic.
+//
+// When the library refuses the borrow (ErrWrongThread, ErrStale,
+// ErrWrongType, ErrBusy, ...), fn is not called and nothing changes.
+func (h Handle) With(tag Tag, fn func(obj unsafe.Pointer) error) error {
+	var ferr error
+	cb := cgo.NewHandle(func(obj unsafe.Pointer) {
+		ferr = guard("With", func() error { return fn(obj) })
+	})
+	defer cb.Delete()
+	err := callLocked("tg_with", func() C.tg_status {
+		return C.tgo_with(h.c(), C.uint32_t(tag), C.uintptr_t(cb))
+	})
+	if err != nil {
+		return err
+	}
+	return ferr
+}
+
+// Destroy runs the object's destructor now. Only the owner thread may do
+// so: from another thread it returns ErrWrongThread and destroys nothing.
+func (h Handle) Destroy() error {
+	return callLocked("tg_destroy", func() C.tg_status { return C.tg_destroy(h.c()) })
+}
+
+// DestroyLater asks the owner thread to destroy the object at its next call
+// into the library, at RunPending, or when it exits. It may be called from
+// any thread; from another thread it checks only that the handle is not null
+// and its owner is alive (ErrOwnerExited: the exit already destroyed it).
+func (h Handle) DestroyLater() error {
+	return callLocked("tg_destroy_later", func() C.tg_status { return C.tg_destroy_later(h.c()) })
+}
+
+// OwnerThread returns the ID of the thread that owns h, as the library
+// reports it (tg_owner_of).
+func (h Handle) OwnerThread() (uint64, error) {
+	var id C.uint64_t
+	err := callLocked("tg_owner_of", func() C.tg_status { return C.tg_owner_of(h.c(), &id) })
+	return uint64(id), err
+}
+
+// callLocked makes a library call and reads its status on one OS thread:
+// the last-error message is thread-local, and an unlocked goroutine may move
+// to another thread between two cgo calls.
+func callLocked(op string, call func() C.tg_status) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	pins.settle()
+	return check(op, call())
+}

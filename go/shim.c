@@ -1,0 +1,22 @@
+/* C side of the package's callbacks: every call from C into Go enters
+ * through tgoInvoke with a cgo.Handle, whichever thread it arrives on. */
+#include "shim.h"
+#include "_cgo_export.h"
+
+static void tgo_borrow(void *object, void *context) {
+	tgoInvoke((uintptr_t)context, object);
+}
+
+tg_status tgo_with(tg_handle h, uint32_t type_tag, uintptr_t ctx) {
+	return tg_with(h, type_tag, tgo_borrow, (void *)ctx);
+}
+
+void tgo_callback(void *arg, void *context) {
+	tgoInvoke(*(const uintptr_t *)context, arg);
+}
+
+void tgo_run_destructor(tg_destructor destroy, void *object) {
+	if (destroy != NULL) {
+		destroy(object);
+	}
+}

@@ -1,0 +1,145 @@
+//! Entry points for C objects: register, borrow, destroy, deferred destroy, cleanup.
+
+use super::boundary::{guarded, null_pointer};
+use super::{tg_borrow_fn, tg_destructor, tg_status};
+use crate::error::Status;
+use crate::guard::{self, Expected, refuse};
+use crate::handle::Handle;
+use crate::table::Kind;
+use std::ffi::c_void;
+
+/// Registers `object` on the calling thread, which becomes its owner, and writes its handle to `*out`.
+///
+/// `destroy` (may be NULL) runs exactly once, on this thread: at tg_destroy, after a
+/// tg_destroy_later, at tg_thread_cleanup, or when this thread exits. `object` may be NULL.
+///
+/// Returns TG_OK; TG_ERR_NULL_POINTER if `out` is NULL; TG_ERR_INVALID_ARGUMENT if
+/// `type_tag` is 0; TG_ERR_SHUT_DOWN while this thread is destroying everything it owns
+/// (tg_thread_cleanup or thread exit). On error `*out` is untouched and `destroy` is not called.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing one `tg_handle`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tg_register(type_tag: u32, object: *mut c_void, destroy: tg_destructor, out: *mut Handle) -> tg_status {
+    const OP: &str = "tg_register";
+    guarded(OP, || {
+        if out.is_null() {
+            return Err(null_pointer(OP, "out"));
+        }
+        if type_tag == 0 {
+            return Err(refuse(Status::InvalidArgument, format!("{OP}: type tag 0 is reserved")));
+        }
+        let handle = guard::register_entry(object, Kind::Foreign { type_tag, destructor: destroy }).map_err(|(error, _)| error)?;
+        // SAFETY: `out` is non-null (checked above) and valid for writes (the caller's contract).
+        unsafe { out.write(handle) };
+        Ok(())
+    })
+}
+
+/// Borrows the object for the duration of one call: runs `fn(object, context)` on the calling
+/// thread, which must be the owner. While `fn` runs, the object is busy: a nested tg_with or
+/// tg_destroy on it returns TG_ERR_BUSY; calls on other objects, tg_register and
+/// tg_destroy_later (also of this object) work.
+///
+/// Returns TG_OK after `fn` returned; otherwise `fn` is not called and, checked in this order:
+/// TG_ERR_NULL_HANDLE, TG_ERR_WRONG_THREAD, TG_ERR_OWNER_EXITED, TG_ERR_STALE,
+/// TG_ERR_WRONG_TYPE (registered with another tag), TG_ERR_BUSY, TG_ERR_NULL_POINTER (`fn` is NULL).
+///
+/// # Safety
+/// `fn` must be NULL or a function that is sound to call with the object and `context`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
+    guarded("tg_with", || {
+        let call = r#fn.map(|callback| {
+            move |object: *mut c_void| {
+                // SAFETY: the handle resolved on its owner thread to a live object of this type
+                // tag, now marked busy (I1, I2, I4); the callback's own soundness is the caller's
+                // contract. C code cannot unwind through this call (an unwinding extern "C"
+                // call aborts).
+                unsafe { callback(object, context) }
+            }
+        });
+        guard::borrow("tg_with", handle, Expected::Foreign(type_tag), call, "fn")
+    })
+}
+
+/// Destroys the object now: runs its destructor on the calling thread, which must be the owner.
+/// From any other thread nothing is destroyed (use tg_destroy_later).
+///
+/// Returns TG_OK; otherwise nothing happens and, in this order: TG_ERR_NULL_HANDLE,
+/// TG_ERR_WRONG_THREAD, TG_ERR_OWNER_EXITED, TG_ERR_STALE (already destroyed),
+/// TG_ERR_BUSY (inside a tg_with of this object). TG_ERR_PANIC if a Rust destructor panicked
+/// (the object is destroyed all the same).
+#[unsafe(no_mangle)]
+pub extern "C" fn tg_destroy(handle: Handle) -> tg_status {
+    guarded("tg_destroy", || guard::destroy("tg_destroy", handle, None))
+}
+
+/// Asks the owner to destroy the object; callable from any thread (e.g. a garbage collector's
+/// finalizer). The owner runs the destructor at its next successful threadguard call, at
+/// tg_run_pending, at tg_thread_cleanup, or at its exit; never on another thread.
+///
+/// Returns TG_OK when queued; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED if the owner has exited
+/// or is exiting (its exit destroys its objects); TG_ERR_STALE if the owner ID was never issued,
+/// or, when called on the owner itself, if the object is already gone. From another thread the
+/// key cannot be checked (only the owner sees its table): a stale request is counted in
+/// `violations_stale` when the owner runs it.
+#[unsafe(no_mangle)]
+pub extern "C" fn tg_destroy_later(handle: Handle) -> tg_status {
+    guarded("tg_destroy_later", || guard::destroy_later(handle))
+}
+
+/// Runs the destroy requests other threads queued for the calling thread. Requests for an
+/// object that is being borrowed wait until the borrow ends.
+///
+/// Returns TG_OK; TG_ERR_PANIC if a Rust destructor panicked (the rest still ran).
+#[unsafe(no_mangle)]
+pub extern "C" fn tg_run_pending() -> tg_status {
+    guarded("tg_run_pending", guard::run_pending)
+}
+
+/// Destroys everything the calling thread owns, now, on this thread; the thread stays usable.
+/// Call it on threads whose thread-local destructors do not run (the main thread before it
+/// returns from main, threads of runtimes that exit without them). Destructors may call back
+/// in (a parent may destroy its children); new registrations meanwhile get TG_ERR_SHUT_DOWN.
+///
+/// Returns TG_OK; TG_ERR_BUSY from inside a tg_with callback (nothing is destroyed);
+/// TG_ERR_PANIC if a Rust destructor panicked (the rest still ran).
+#[unsafe(no_mangle)]
+pub extern "C" fn tg_thread_cleanup() -> tg_status {
+    guarded("tg_thread_cleanup", guard::thread_cleanup)
+}
+
+/// Writes the ID of the thread that owns `handle` to `*out_thread_id`. Any thread may ask; on
+/// the owner the key is checked too, elsewhere only the owner field (only the owner sees its table).
+///
+/// Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED; TG_ERR_STALE (never-issued owner,
+/// or, on the owner, an object that is gone); TG_ERR_NULL_POINTER if `out_thread_id` is NULL.
+///
+/// # Safety
+/// `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn tg_owner_of(handle: Handle, out_thread_id: *mut u64) -> tg_status {
+    const OP: &str = "tg_owner_of";
+    guarded(OP, || {
+        let owner = guard::owner_of(handle)?;
+        if out_thread_id.is_null() {
+            return Err(null_pointer(OP, "out_thread_id"));
+        }
+        // SAFETY: non-null (checked above) and valid for writes (the caller's contract).
+        unsafe { out_thread_id.write(owner) };
+        Ok(())
+    })
+}
+
+/// The calling thread's threadguard ID: nonzero and never reused while the process lives.
+/// Returns 0 only while the thread's thread-local destructors run (after its cleanup).
+#[unsafe(no_mangle)]
+pub extern "C" fn tg_current_thread_id() -> u64 {
+    let mut id = 0;
+    guarded("tg_current_thread_id", || {
+        id = guard::current_thread_id()?;
+        Ok(())
+    });
+    id
+}

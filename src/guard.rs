@@ -1,0 +1,431 @@
+//! The checked operations: every path from a handle to an object goes through here.
+//!
+//! Each operation checks, in this order, and stops at the first failure (the C contract):
+//! null handle, owner thread (wrong thread / owner exited / never issued), slot (stale),
+//! type, busy, then pointer arguments. A refused call changes nothing but the violation
+//! counters and the last-error message (I6). Only after a call has succeeded does the owner
+//! run destroy requests queued for it by other threads (I5), so a refused call has no side
+//! effects and a borrowed object cannot be destroyed under its borrower.
+//!
+//! User code (borrow callbacks, destructors) always runs with the table released (the
+//! hard part in DESIGN.md): the entry is marked busy (I4), what the call needs is copied out,
+//! the `RefCell` borrow ends, the user code runs, and a drop guard clears the mark even if the
+//! code panics.
+
+use crate::error::{Error, Status};
+use crate::handle::Handle;
+use crate::identity::{self, Liveness};
+use crate::inbox;
+use crate::state::{ThreadState, with_state};
+use crate::table::{Entry, Kind, NativeType, Removed};
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// The type a caller expects a handle to name.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Expected {
+    /// A C object registered with this nonzero type tag.
+    Foreign(u32),
+    /// A Rust object of this type.
+    Native(&'static NativeType),
+}
+
+impl Expected {
+    #[inline]
+    fn matches(self, kind: &Kind) -> bool {
+        match (self, kind) {
+            (Expected::Foreign(tag), Kind::Foreign { type_tag, .. }) => tag == *type_tag,
+            (Expected::Native(wanted), Kind::Native(actual)) => {
+                // Pointer equality is a fast path; `TypeId` equality is the actual test.
+                std::ptr::eq(wanted, *actual) || (wanted.type_id)() == (actual.type_id)()
+            }
+            _ => false,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Expected::Foreign(tag) => format!("a C object with type tag {tag}"),
+            Expected::Native(native) => format!("a Rust {}", (native.type_name)()),
+        }
+    }
+}
+
+fn describe_kind(kind: &Kind) -> String {
+    match kind {
+        Kind::Foreign { type_tag, .. } => format!("a C object with type tag {type_tag}"),
+        Kind::Native(native) => format!("a Rust {}", (native.type_name)()),
+        Kind::Retired => "a retired slot".to_owned(),
+    }
+}
+
+impl ThreadState {
+    /// Counts a refused call and applies the violation policy; returns the error to report.
+    #[cold]
+    pub(crate) fn violation(&self, status: Status, message: String) -> Error {
+        self.counters.violation(status);
+        if status.is_violation() {
+            crate::diagnostics::apply_policy(status, &message);
+        }
+        Error::new(status, message)
+    }
+
+    /// The error for a handle whose owner is not this thread.
+    #[cold]
+    fn foreign_owner(&self, op: &str, handle: Handle) -> Error {
+        let caller = self.describe();
+        match identity::liveness(handle.owner) {
+            Liveness::Live(owner) => self.violation(
+                Status::WrongThread,
+                format!(
+                    "{op}: handle {handle:?} is owned by thread {} (alive), used from thread {caller}",
+                    owner.describe()
+                ),
+            ),
+            Liveness::Exited => self.violation(
+                Status::OwnerExited,
+                format!(
+                    "{op}: handle {handle:?} is owned by thread {} (exited; its objects were destroyed), used from thread {caller}",
+                    handle.owner
+                ),
+            ),
+            Liveness::NeverIssued => self.violation(
+                Status::Stale,
+                format!(
+                    "{op}: handle {handle:?} names owner thread {}, which was never issued (forged or corrupted handle), used from thread {caller}",
+                    handle.owner
+                ),
+            ),
+        }
+    }
+
+    /// Checks null and owner; returns `Ok` if the handle belongs to this thread.
+    #[inline]
+    fn check_owner(&self, op: &str, handle: Handle) -> Result<(), Error> {
+        if handle.is_null() {
+            return Err(self.violation(Status::NullHandle, format!("{op}: null handle, used from thread {}", self.describe())));
+        }
+        if handle.owner != self.id {
+            return Err(self.foreign_owner(op, handle));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn check_type(&self, op: &str, handle: Handle, expected: Expected, entry: &Entry) -> Result<(), Error> {
+        if expected.matches(&entry.kind) {
+            return Ok(());
+        }
+        let actual = describe_kind(&entry.kind);
+        Err(self.violation(Status::WrongType, format!("{op}: handle {handle:?} names {actual}, expected {}", expected.describe())))
+    }
+
+    #[cold]
+    fn stale(&self, op: &str, handle: Handle) -> Error {
+        self.violation(
+            Status::Stale,
+            format!(
+                "{op}: handle {handle:?} of thread {} names no live object (destroyed, or a forged key)",
+                self.describe()
+            ),
+        )
+    }
+
+    #[cold]
+    fn busy(&self, op: &str, handle: Handle) -> Error {
+        self.violation(
+            Status::Busy,
+            format!("{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)", self.describe()),
+        )
+    }
+
+    /// Runs `f` on the entry `handle` names, after the owner and slot checks.
+    #[inline]
+    fn with_entry<R>(&self, op: &str, handle: Handle, f: impl FnOnce(&mut Entry) -> Result<R, Error>) -> Result<R, Error> {
+        self.check_owner(op, handle)?;
+        let mut table = self.table.borrow_mut();
+        let entry = table.get_mut(handle.key).map_err(|_| self.stale(op, handle))?;
+        f(entry)
+    }
+
+    /// After a successful call at the outermost level, run what other threads queued.
+    #[inline]
+    fn after_success(&self) {
+        if self.depth.get() == 0 && self.record.inbox.has_pending() {
+            let _ = self.run_pending();
+        }
+    }
+
+    /// Runs queued destroy requests. Requests for busy objects stay queued; requests whose
+    /// object is already gone are counted as stale. Returns the first destructor panic.
+    pub(crate) fn run_pending(&self) -> Result<(), Error> {
+        let keys = self.record.inbox.take();
+        let result = self.run_destroy_requests(&keys, false);
+        inbox::settle(keys.len());
+        result
+    }
+
+    fn run_destroy_requests(&self, keys: &[u64], quiet_if_gone: bool) -> Result<(), Error> {
+        let mut first_error = Ok(());
+        for &key in keys {
+            let mut table = self.table.borrow_mut();
+            let removed = match table.get(key) {
+                Ok(entry) if entry.busy => {
+                    drop(table);
+                    // Still borrowed: try again after the borrow (or at exit's sweep).
+                    let _ = self.record.inbox.push(key);
+                    continue;
+                }
+                Ok(_) => table.remove(key).ok(),
+                Err(_) => None,
+            };
+            drop(table);
+            match removed {
+                Some(removed) => {
+                    if let Err(error) = self.run_destructor(removed) {
+                        first_error = first_error.and(Err(error));
+                    }
+                }
+                None if !quiet_if_gone => {
+                    let handle = Handle { owner: self.id, key };
+                    let error = self.stale("destroy_later (deferred)", handle);
+                    self.set_last_error(error.message());
+                }
+                None => {}
+            }
+        }
+        first_error
+    }
+
+    /// Runs a removed entry's destructor on this thread, with the table released.
+    fn run_destructor(&self, removed: Removed) -> Result<(), Error> {
+        let outcome = match removed.kind {
+            Kind::Foreign { destructor: Some(destructor), .. } => {
+                // SAFETY: the destructor and object were registered together by this thread,
+                // which owns the object (I1); the entry was removed from the table before this
+                // call, so this runs exactly once (I5). A C function cannot unwind into Rust
+                // (an unwinding `extern "C"` call aborts), so no catch is needed.
+                unsafe { destructor(removed.object) };
+                Ok(())
+            }
+            Kind::Foreign { destructor: None, .. } => Ok(()),
+            Kind::Native(native) => catch_unwind(AssertUnwindSafe(|| {
+                // SAFETY: the entry's NativeType was created for the same T as the
+                // `Box<T>::into_raw` that produced `object` (see `register`), and the entry was
+                // removed before this call, so the box is freed exactly once, on its owner.
+                unsafe { (native.drop)(removed.object) }
+            }))
+            .map_err(|payload| {
+                self.counters.panicked();
+                Error::new(Status::Panic, format!("destructor of {} panicked: {}", describe_kind(&removed.kind), panic_text(&*payload)))
+            }),
+            Kind::Retired => Ok(()),
+        };
+        self.counters.destroyed();
+        outcome
+    }
+
+    /// Destroys everything this thread owns (cleanup and exit). Registrations made by
+    /// destructors meanwhile are refused, so one sweep empties the table.
+    fn destroy_all(&self) -> Result<(), Error> {
+        self.cleaning.set(true);
+        let mut result = self.run_pending();
+        loop {
+            let keys = self.table.borrow().live_keys();
+            if keys.is_empty() {
+                break;
+            }
+            // An object may already be gone when its turn comes (a parent destroyed it).
+            if let Err(error) = self.run_destroy_requests(&keys, true) {
+                result = result.and(Err(error));
+            }
+        }
+        // Requests queued meanwhile named objects the sweep has destroyed.
+        let late = self.record.inbox.take();
+        inbox::settle(late.len());
+        self.cleaning.set(false);
+        result
+    }
+}
+
+/// Thread exit (called from the state's exit hook): close the inbox, run what was queued,
+/// destroy everything, then mark the thread as exited.
+pub(crate) fn exit_thread(state: &ThreadState) {
+    state.cleaning.set(true);
+    let queued = state.record.inbox.close_and_take();
+    let _ = state.run_destroy_requests(&queued, false);
+    inbox::settle(queued.len());
+    let _ = state.destroy_all();
+    state.cleaning.set(true);
+    identity::unregister_thread(state.id);
+}
+
+pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Clears the busy mark and the depth when a borrow ends, also on unwind.
+struct BorrowGuard<'a> {
+    state: &'a ThreadState,
+    key: u64,
+}
+
+impl Drop for BorrowGuard<'_> {
+    fn drop(&mut self) {
+        self.state.depth.set(self.state.depth.get() - 1);
+        if let Ok(mut table) = self.state.table.try_borrow_mut() {
+            if let Ok(entry) = table.get_mut(self.key) {
+                entry.busy = false;
+            }
+        }
+    }
+}
+
+/// Registers an object on the calling thread. On refusal the object is handed back.
+pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, (Error, *mut c_void)> {
+    let result = with_state(|state| {
+        if state.cleaning.get() {
+            return Err(Error::new(
+                Status::ShutDown,
+                format!("register: thread {} is destroying everything it owns (cleanup or exit)", state.describe()),
+            ));
+        }
+        let key = state.table.borrow_mut().insert(object, kind);
+        state.counters.created();
+        state.after_success();
+        Ok(Handle { owner: state.id, key })
+    });
+    result.map_err(|error| (error, object))
+}
+
+/// Borrows the object `handle` names for the duration of `call`.
+/// `call` is `None` when a C caller passed a NULL pointer (named `null_arg` in the message),
+/// which is refused after the handle checks.
+#[inline]
+pub(crate) fn borrow<R>(
+    op: &str,
+    handle: Handle,
+    expected: Expected,
+    call: Option<impl FnOnce(*mut c_void) -> R>,
+    null_arg: &str,
+) -> Result<R, Error> {
+    with_state(|state| {
+        let object = state.with_entry(op, handle, |entry| {
+            state.check_type(op, handle, expected, entry)?;
+            if entry.busy {
+                return Err(state.busy(op, handle));
+            }
+            if call.is_none() {
+                return Err(state.violation(Status::NullPointer, format!("{op}: {null_arg} is NULL")));
+            }
+            entry.busy = true;
+            Ok(entry.object)
+        })?;
+        let call = call.expect("checked above");
+        state.depth.set(state.depth.get() + 1);
+        let result = {
+            let _guard = BorrowGuard { state, key: handle.key };
+            call(object)
+        };
+        state.after_success();
+        Ok(result)
+    })
+}
+
+/// Destroys the object now, on its owner; refused from any other thread. With `expected`,
+/// the object must also be of that type.
+pub(crate) fn destroy(op: &str, handle: Handle, expected: Option<Expected>) -> Result<(), Error> {
+    with_state(|state| {
+        state.with_entry(op, handle, |entry| {
+            if let Some(expected) = expected {
+                state.check_type(op, handle, expected, entry)?;
+            }
+            match entry.busy {
+                true => Err(state.busy(op, handle)),
+                false => Ok(()),
+            }
+        })?;
+        let removed = state.table.borrow_mut().remove(handle.key).map_err(|_| state.stale(op, handle))?;
+        let outcome = state.run_destructor(removed);
+        state.after_success();
+        outcome
+    })
+}
+
+/// Refuses a call for a bad argument, counted against the calling thread.
+#[cold]
+pub(crate) fn refuse(status: Status, message: String) -> Error {
+    match with_state(|state| Ok(state.violation(status, message.clone()))) {
+        Ok(error) | Err(error) => error,
+    }
+}
+
+/// Queues the object's destruction to its owner, from any thread.
+pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
+    const OP: &str = "destroy_later";
+    with_state(|state| {
+        if handle.is_null() {
+            return Err(state.violation(Status::NullHandle, format!("{OP}: null handle, used from thread {}", state.describe())));
+        }
+        if handle.owner == state.id {
+            state.with_entry(OP, handle, |_| Ok(()))?;
+            // A closed inbox means this thread is exiting: its sweep destroys the object anyway.
+            let _ = state.record.inbox.push(handle.key);
+            return Ok(());
+        }
+        match identity::liveness(handle.owner) {
+            Liveness::Live(owner) => owner.inbox.push(handle.key).map_err(|_| {
+                state.violation(
+                    Status::OwnerExited,
+                    format!("{OP}: handle {handle:?} is owned by thread {}, which is exiting; its objects are being destroyed", owner.id),
+                )
+            }),
+            _ => Err(state.foreign_owner(OP, handle)),
+        }
+    })
+}
+
+/// Runs the destroy requests queued for the calling thread.
+pub(crate) fn run_pending() -> Result<(), Error> {
+    with_state(|state| state.run_pending())
+}
+
+/// Destroys everything the calling thread owns, now. Refused from inside a borrow.
+pub(crate) fn thread_cleanup() -> Result<(), Error> {
+    with_state(|state| {
+        if state.depth.get() > 0 {
+            return Err(state.violation(
+                Status::Busy,
+                format!("thread_cleanup: thread {} is inside a borrow callback; call it after the borrow returns", state.describe()),
+            ));
+        }
+        state.destroy_all()
+    })
+}
+
+/// The ID of the thread that owns `handle`. On the owner, the slot is checked too; other
+/// threads cannot see the owner's table (I1) and answer from the owner field alone.
+pub(crate) fn owner_of(handle: Handle) -> Result<u64, Error> {
+    with_state(|state| {
+        if handle.owner == state.id || handle.is_null() {
+            state.with_entry("owner_of", handle, |_| Ok(()))?;
+            return Ok(handle.owner);
+        }
+        match identity::liveness(handle.owner) {
+            Liveness::Live(_) => Ok(handle.owner),
+            _ => Err(state.foreign_owner("owner_of", handle)),
+        }
+    })
+}
+
+/// The calling thread's ID (creating its state on first use).
+pub(crate) fn current_thread_id() -> Result<u64, Error> {
+    with_state(|state| Ok(state.id))
+}
+

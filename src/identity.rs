@@ -1,0 +1,152 @@
+//! Thread identity and the liveness registry.
+//!
+//! Every OS thread that touches the library gets a `u64` ID from a process-wide counter:
+//! never 0 (0 marks the null handle), never reused while the process lives. This is the
+//! opposite of `thread_local`'s policy, which recycles IDs to keep its tables small: here a
+//! handle carries its owner's ID for its whole life, and a recycled ID would let a handle from a
+//! dead thread resolve on an unrelated new one (I2).
+//!
+//! The registry maps the IDs of *live* threads to their record (name, inbox). It stays bounded
+//! by the number of live threads however many have come and gone: an ID below the counter that
+//! is not in the registry belongs to a thread that exited; an ID at or above it was never
+//! issued. Only thread start, thread exit, cross-thread `destroy_later` and error paths take the
+//! registry lock; the owner-thread hot path compares the handle's owner with its own cached ID.
+
+use crate::inbox::Inbox;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// What is known about the thread that owns a handle.
+#[derive(Clone, Debug)]
+pub(crate) enum Liveness {
+    /// The thread is running; its record is attached.
+    Live(Arc<ThreadRecord>),
+    /// The ID was issued and its thread has exited.
+    Exited,
+    /// No thread ever had this ID (0, or beyond the counter).
+    NeverIssued,
+}
+
+/// The shared part of a live thread's state: what other threads may see.
+#[derive(Debug)]
+pub(crate) struct ThreadRecord {
+    pub(crate) id: u64,
+    name: Mutex<Option<Arc<str>>>,
+    pub(crate) inbox: Inbox,
+}
+
+impl ThreadRecord {
+    /// The thread's name, if it has one.
+    pub(crate) fn name(&self) -> Option<Arc<str>> {
+        self.name.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    /// Renames the thread (for messages only).
+    pub(crate) fn set_name(&self, name: Option<Arc<str>>) {
+        *self.name.lock().unwrap_or_else(|poison| poison.into_inner()) = name;
+    }
+
+    /// `7 ("gl-main")` or `7`: how messages name a thread.
+    pub(crate) fn describe(&self) -> String {
+        match self.name() {
+            Some(name) => format!("{} ({name:?})", self.id),
+            None => self.id.to_string(),
+        }
+    }
+}
+
+struct Registry {
+    /// The next ID to issue; IDs below it were issued.
+    next_id: u64,
+    live: HashMap<u64, Arc<ThreadRecord>, NoHash>,
+    started: u64,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { next_id: 1, live: HashMap::with_hasher(NoHash), started: 0 });
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// IDs are unique integers: hash them as themselves (and keep the registry `const`-constructible).
+#[derive(Clone, Copy, Default)]
+struct NoHash;
+
+impl std::hash::BuildHasher for NoHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher(0)
+    }
+}
+
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        // Spread sequential IDs over the table's buckets.
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id;
+    }
+}
+
+/// Issues a new ID for the calling thread and records it as live.
+/// Returns `None` only if the 64-bit counter is exhausted.
+pub(crate) fn register_thread(name: Option<Arc<str>>) -> Option<Arc<ThreadRecord>> {
+    let mut registry = registry();
+    let id = registry.next_id;
+    registry.next_id = id.checked_add(1)?;
+    registry.started += 1;
+    let record = Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default() });
+    registry.live.insert(id, Arc::clone(&record));
+    Some(record)
+}
+
+/// Records the thread `id` as exited. From now on its ID answers [`Liveness::Exited`].
+pub(crate) fn unregister_thread(id: u64) {
+    registry().live.remove(&id);
+}
+
+/// Whether `id` names a live thread, an exited one, or none ever issued.
+pub(crate) fn liveness(id: u64) -> Liveness {
+    let registry = registry();
+    if id == 0 || id >= registry.next_id {
+        return Liveness::NeverIssued;
+    }
+    match registry.live.get(&id) {
+        Some(record) => Liveness::Live(Arc::clone(record)),
+        None => Liveness::Exited,
+    }
+}
+
+/// Threads currently registered, and threads ever registered.
+pub(crate) fn thread_counts() -> (u64, u64) {
+    let registry = registry();
+    (registry.live.len() as u64, registry.started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_exited_threads_are_told_from_unissued_ones() {
+        let a = register_thread(Some("a".into())).unwrap();
+        let b = register_thread(None).unwrap();
+        assert!(b.id > a.id && a.id > 0);
+        assert!(matches!(liveness(a.id), Liveness::Live(_)));
+        unregister_thread(a.id);
+        assert!(matches!(liveness(a.id), Liveness::Exited));
+        assert!(matches!(liveness(0), Liveness::NeverIssued));
+        assert!(matches!(liveness(u64::MAX), Liveness::NeverIssued));
+        assert_eq!(a.describe(), format!("{} (\"a\")", a.id));
+        assert_eq!(b.describe(), b.id.to_string());
+        unregister_thread(b.id);
+    }
+}

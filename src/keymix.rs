@@ -1,0 +1,132 @@
+//! A keyed, invertible permutation of 64-bit slot keys.
+//!
+//! `slotmap` keys are `version << 32 | index`, and fresh slots all start at version 1, so
+//! flipping one index bit of a raw key names the neighbouring object. Handles therefore carry
+//! `mix(raw)`, and the owner decodes with `unmix`. `mix` is a bijection (xor with a secret,
+//! multiply by an odd secret, xor-shift by 32, which is its own inverse, twice), so decoding is
+//! exact; and every input bit reaches every output bit, so a forged or bit-flipped key decodes
+//! to an unrelated raw key. That raw key resolves only if its index is a live slot *and* its
+//! 32-bit version matches exactly: for a table of `n` live objects a forged key hits one with
+//! probability about `n / 2^63` (SECURITY.md gives the argument).
+//!
+//! The secret is drawn once per process from the standard library's randomly seeded hasher
+//! and copied into each thread's state, so the hot path reads no shared memory.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+
+/// The per-process secret of the permutation.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeyMix {
+    xor_in: u64,
+    xor_out: u64,
+    mul: u64,
+    mul_inverse: u64,
+    mul2: u64,
+    mul2_inverse: u64,
+}
+
+impl KeyMix {
+    /// The process-wide secret, created on first use.
+    pub(crate) fn process() -> KeyMix {
+        static SECRET: OnceLock<KeyMix> = OnceLock::new();
+        *SECRET.get_or_init(|| KeyMix::from_seed(random_u64(), random_u64(), random_u64()))
+    }
+
+    /// A permutation from explicit seeds (tests use fixed seeds for reproducibility).
+    pub(crate) fn from_seed(a: u64, b: u64, c: u64) -> KeyMix {
+        // Odd multipliers are invertible modulo 2^64; the high bit keeps them large.
+        let mul = (c | 1) | (1 << 63);
+        let mul2 = (c.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15) | 1 | (1 << 62);
+        KeyMix {
+            xor_in: a,
+            xor_out: b,
+            mul,
+            mul_inverse: inverse_mod_2_64(mul),
+            mul2,
+            mul2_inverse: inverse_mod_2_64(mul2),
+        }
+    }
+
+    /// Raw slot key to the value a handle carries.
+    #[inline]
+    pub(crate) fn mix(&self, raw: u64) -> u64 {
+        let mut x = raw ^ self.xor_in;
+        x = x.wrapping_mul(self.mul);
+        x ^= x >> 32;
+        x = x.wrapping_mul(self.mul2);
+        x ^= x >> 32;
+        x ^ self.xor_out
+    }
+
+    /// The value a handle carries back to the raw slot key; exact inverse of [`KeyMix::mix`].
+    #[inline]
+    pub(crate) fn unmix(&self, mixed: u64) -> u64 {
+        let mut x = mixed ^ self.xor_out;
+        x ^= x >> 32;
+        x = x.wrapping_mul(self.mul2_inverse);
+        x ^= x >> 32;
+        x = x.wrapping_mul(self.mul_inverse);
+        x ^ self.xor_in
+    }
+}
+
+/// Multiplicative inverse of an odd number modulo 2^64 (Newton's iteration; each step doubles
+/// the number of correct low bits, 3 -> 6 -> 12 -> 24 -> 48 -> 96).
+fn inverse_mod_2_64(odd: u64) -> u64 {
+    debug_assert!(odd & 1 == 1);
+    let mut inverse = odd; // correct to 3 bits for any odd number
+    for _ in 0..5 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+    }
+    inverse
+}
+
+fn random_u64() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id() as u64);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_is_a_bijection_on_samples_and_unmix_inverts_it() {
+        let m = KeyMix::from_seed(1, 2, 3);
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..100_000 {
+            assert_eq!(m.unmix(m.mix(x)), x);
+            assert_eq!(m.mix(m.unmix(x)), x);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        }
+        for special in [0, 1, u64::MAX, 1 << 32, (1 << 32) | 1] {
+            assert_eq!(m.unmix(m.mix(special)), special);
+        }
+    }
+
+    #[test]
+    fn single_bit_flips_of_a_mixed_key_scatter_the_raw_key() {
+        // Flipping one bit of a handle's key must not land on a nearby raw key (a neighbour
+        // slot with the same version). Require every flip to change the version half.
+        // Fixed seeds keep the test deterministic; `process()` secrets behave alike.
+        let m = KeyMix::from_seed(0x1234_5678, 0x8765_4321, 0xdead_beef);
+        for index in 1..2000u64 {
+            let raw = (1u64 << 32) | index; // version 1, as every fresh slot has
+            let mixed = m.mix(raw);
+            for bit in 0..64 {
+                let decoded = m.unmix(mixed ^ (1 << bit));
+                assert_ne!(decoded >> 32, 1, "flip of bit {bit} kept version for index {index}");
+            }
+        }
+    }
+
+    #[test]
+    fn inverse_is_exact() {
+        for odd in [1u64, 3, 5, 0x9e37_79b9_7f4a_7c15, u64::MAX] {
+            assert_eq!(odd.wrapping_mul(inverse_mod_2_64(odd)), 1);
+        }
+    }
+}
