@@ -103,7 +103,9 @@ impl ThreadState {
     #[inline]
     fn check_owner(&self, op: &str, handle: Handle) -> Result<(), Error> {
         if handle.is_null() {
-            return Err(self.violation(Status::NullHandle, format!("{op}: null handle, used from thread {}", self.describe())));
+            return Err(
+                self.violation(Status::NullHandle, format!("{op}: null handle, used from thread {}", self.describe()))
+            );
         }
         if handle.owner != self.id {
             return Err(self.foreign_owner(op, handle));
@@ -117,7 +119,10 @@ impl ThreadState {
             return Ok(());
         }
         let actual = describe_kind(&entry.kind);
-        Err(self.violation(Status::WrongType, format!("{op}: handle {handle:?} names {actual}, expected {}", expected.describe())))
+        Err(self.violation(
+            Status::WrongType,
+            format!("{op}: handle {handle:?} names {actual}, expected {}", expected.describe()),
+        ))
     }
 
     #[cold]
@@ -135,13 +140,21 @@ impl ThreadState {
     fn busy(&self, op: &str, handle: Handle) -> Error {
         self.violation(
             Status::Busy,
-            format!("{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)", self.describe()),
+            format!(
+                "{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)",
+                self.describe()
+            ),
         )
     }
 
     /// Runs `f` on the entry `handle` names, after the owner and slot checks.
     #[inline]
-    fn with_entry<R>(&self, op: &str, handle: Handle, f: impl FnOnce(&mut Entry) -> Result<R, Error>) -> Result<R, Error> {
+    fn with_entry<R>(
+        &self,
+        op: &str,
+        handle: Handle,
+        f: impl FnOnce(&mut Entry) -> Result<R, Error>,
+    ) -> Result<R, Error> {
         self.check_owner(op, handle)?;
         let mut table = self.table.borrow_mut();
         let entry = table.get_mut(handle.key).map_err(|_| self.stale(op, handle))?;
@@ -217,7 +230,10 @@ impl ThreadState {
             }))
             .map_err(|payload| {
                 self.counters.panicked();
-                Error::new(Status::Panic, format!("destructor of {} panicked: {}", describe_kind(&removed.kind), panic_text(&*payload)))
+                Error::new(
+                    Status::Panic,
+                    format!("destructor of {} panicked: {}", describe_kind(&removed.kind), panic_text(&*payload)),
+                )
             }),
             Kind::Retired => Ok(()),
         };
@@ -371,7 +387,8 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
     const OP: &str = "destroy_later";
     with_state(|state| {
         if handle.is_null() {
-            return Err(state.violation(Status::NullHandle, format!("{OP}: null handle, used from thread {}", state.describe())));
+            return Err(state
+                .violation(Status::NullHandle, format!("{OP}: null handle, used from thread {}", state.describe())));
         }
         if handle.owner == state.id {
             state.with_entry(OP, handle, |_| Ok(()))?;
@@ -402,7 +419,10 @@ pub(crate) fn thread_cleanup() -> Result<(), Error> {
         if state.depth.get() > 0 {
             return Err(state.violation(
                 Status::Busy,
-                format!("thread_cleanup: thread {} is inside a borrow callback; call it after the borrow returns", state.describe()),
+                format!(
+                    "thread_cleanup: thread {} is inside a borrow callback; call it after the borrow returns",
+                    state.describe()
+                ),
             ));
         }
         state.destroy_all()
@@ -428,4 +448,3 @@ pub(crate) fn owner_of(handle: Handle) -> Result<u64, Error> {
 pub(crate) fn current_thread_id() -> Result<u64, Error> {
     with_state(|state| Ok(state.id))
 }
-

@@ -55,8 +55,8 @@ mod table;
 pub mod ffi;
 
 pub use api::{
-    current_thread_id, destroy, destroy_as, destroy_later, last_error, owner_of, register, run_pending, set_thread_name,
-    thread_cleanup, with,
+    current_thread_id, destroy, destroy_as, destroy_later, last_error, owner_of, register, run_pending,
+    set_thread_name, thread_cleanup, with,
 };
 pub use diagnostics::{ABI_VERSION, Stats, VERSION, ViolationPolicy, set_violation_policy, stats, violation_policy};
 pub use error::{Error, Status};

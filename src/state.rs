@@ -74,9 +74,9 @@ pub(crate) fn with_existing_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Optio
 #[cold]
 fn init() -> Result<*const ThreadState, Error> {
     // Register the exit hook first; if this thread's destructors already ran, refuse.
-    EXIT_GUARD.try_with(|_| ()).map_err(|_| {
-        Error::new(Status::ShutDown, "this thread is exiting; it can no longer own objects")
-    })?;
+    EXIT_GUARD
+        .try_with(|_| ())
+        .map_err(|_| Error::new(Status::ShutDown, "this thread is exiting; it can no longer own objects"))?;
     let name = std::thread::current().name().map(Arc::<str>::from);
     let record = identity::register_thread(name)
         .ok_or_else(|| Error::new(Status::Limit, "the 64-bit thread ID counter is exhausted"))?;

@@ -204,3 +204,40 @@ mod tests {
         assert!(std::mem::size_of::<Entry>() + 8 <= 48);
     }
 }
+
+#[cfg(test)]
+mod retirement_tests {
+    use super::*;
+
+    /// Churns one slot through every version (2^31 reuses). Slow in debug builds: run with
+    /// `cargo test --release -- --ignored` (part of `make test`).
+    #[test]
+    #[ignore = "2^31 iterations: run in release (make test does)"]
+    fn a_slot_is_retired_instead_of_wrapping_into_an_old_key() {
+        let mut table = Table::new(KeyMix::from_seed(7, 8, 9));
+        let kind = Kind::Foreign { type_tag: 1, destructor: None };
+        let first = table.insert(std::ptr::null_mut(), kind);
+        table.remove(first).unwrap();
+        let mut reuses = 1u64;
+        let last = loop {
+            let key = table.insert(std::ptr::null_mut(), kind);
+            reuses += 1;
+            if table.retired() == 0 && table.slots.len() > 1 {
+                panic!("slot was not reused");
+            }
+            table.remove(key).unwrap();
+            if table.retired() == 1 {
+                break key;
+            }
+        };
+        assert_eq!(reuses, 1 << 31, "every odd version used once");
+        // The retired slot never answers again, neither its last key nor its first.
+        assert!(table.get(last).is_err());
+        assert!(table.get(first).is_err());
+        let fresh = table.insert(std::ptr::null_mut(), kind);
+        assert_ne!(fresh, first);
+        assert!(table.get(first).is_err());
+        assert!(table.get(fresh).is_ok());
+        assert_eq!(table.slots.len(), 2, "a new slot was taken instead of the retired one");
+    }
+}

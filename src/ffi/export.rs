@@ -44,7 +44,12 @@ pub unsafe fn construct<T: 'static>(op: &str, out: *mut Handle, make: impl FnOnc
 /// # Safety
 /// `out` must be NULL or valid for writing one `R`.
 #[doc(hidden)]
-pub unsafe fn call<T: 'static, R>(op: &str, handle: Handle, out: *mut R, method: impl FnOnce(&mut T) -> R) -> tg_status {
+pub unsafe fn call<T: 'static, R>(
+    op: &str,
+    handle: Handle,
+    out: *mut R,
+    method: impl FnOnce(&mut T) -> R,
+) -> tg_status {
     guarded(op, || {
         let call = (!out.is_null()).then_some(|object: *mut std::ffi::c_void| {
             // SAFETY: as in `api::with`: the entry's type is exactly `T` and it is busy for this call.

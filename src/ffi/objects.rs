@@ -20,7 +20,12 @@ use std::ffi::c_void;
 /// # Safety
 /// `out` must be NULL or valid for writing one `tg_handle`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn tg_register(type_tag: u32, object: *mut c_void, destroy: tg_destructor, out: *mut Handle) -> tg_status {
+pub unsafe extern "C" fn tg_register(
+    type_tag: u32,
+    object: *mut c_void,
+    destroy: tg_destructor,
+    out: *mut Handle,
+) -> tg_status {
     const OP: &str = "tg_register";
     guarded(OP, || {
         if out.is_null() {
@@ -29,7 +34,8 @@ pub unsafe extern "C" fn tg_register(type_tag: u32, object: *mut c_void, destroy
         if type_tag == 0 {
             return Err(refuse(Status::InvalidArgument, format!("{OP}: type tag 0 is reserved")));
         }
-        let handle = guard::register_entry(object, Kind::Foreign { type_tag, destructor: destroy }).map_err(|(error, _)| error)?;
+        let handle = guard::register_entry(object, Kind::Foreign { type_tag, destructor: destroy })
+            .map_err(|(error, _)| error)?;
         // SAFETY: `out` is non-null (checked above) and valid for writes (the caller's contract).
         unsafe { out.write(handle) };
         Ok(())

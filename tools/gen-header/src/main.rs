@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| crate_dir.join("include/threadguard.h"));
+    let output =
+        std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| crate_dir.join("include/threadguard.h"));
     let config = match cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")) {
         Ok(config) => config,
         Err(error) => {

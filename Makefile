@@ -1,0 +1,58 @@
+# threadguard: the two commands a new user needs are `make demo` and `make test`.
+#
+#   make demo     build the library and run the demo
+#   make test     run every test: Rust (unit, integration, doc, large release tests), clippy,
+#                 rustfmt, header freshness, C/C++ consumer tests (static and shared, valgrind,
+#                 ASan/UBSan), Go tests with -race, and short fuzz runs
+#   make header   regenerate include/threadguard.h from src/ffi
+#   make bench    benchmarks, side by side with the alternatives
+
+CARGO      ?= cargo
+GO         ?= go
+TG_LIB_DIR ?= target/release
+TG_INCLUDE ?= include
+HEADER     := $(TG_INCLUDE)/threadguard.h
+STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
+
+.PHONY: all lib demo demo-c test test-rust lint header header-check test-go clean
+
+all: lib
+
+# The release build is what C and Go link against.
+lib:
+	$(CARGO) build --release --locked --lib
+
+$(STATIC_LIB): lib
+
+include tests/c/c-tests.mk
+
+demo: demo-c
+
+demo-c: lib c-demo
+
+header:
+	$(CARGO) run --quiet --locked -p gen-header -- $(HEADER)
+
+# The committed header must be exactly what the generator writes from the current source.
+header-check:
+	@mkdir -p build
+	$(CARGO) run --quiet --locked -p gen-header -- build/threadguard.h.fresh
+	@if cmp -s build/threadguard.h.fresh $(HEADER); then echo "header-check: $(HEADER) is fresh"; \
+	else echo "header-check: $(HEADER) is stale; run 'make header' and commit it"; \
+	     diff -u $(HEADER) build/threadguard.h.fresh | head -40; exit 1; fi
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test-rust:
+	$(CARGO) test --locked
+	# Large and long tests (2^31 slot reuses, 10 million objects) in release.
+	$(CARGO) test --locked --release -- --ignored
+
+test: lint header-check test-rust lib c-tests c-tests-valgrind c-tests-asan
+	@echo "make test: all suites passed"
+
+clean:
+	$(CARGO) clean
+	rm -rf build
