@@ -51,6 +51,15 @@ impl Expected {
     }
 }
 
+/// Why entries are being destroyed, which decides what happens to busy and missing ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    /// Requests from `destroy_later`: a busy entry waits; a missing one is a stale request.
+    Deferred,
+    /// Cleanup or exit destroying the whole table: missing entries were destroyed meanwhile.
+    Sweep,
+}
+
 fn describe_kind(kind: &Kind) -> String {
     match kind {
         Kind::Foreign { type_tag, .. } => format!("a C object with type tag {type_tag}"),
@@ -173,20 +182,26 @@ impl ThreadState {
     /// object is already gone are counted as stale. Returns the first destructor panic.
     pub(crate) fn run_pending(&self) -> Result<(), Error> {
         let keys = self.record.inbox.take();
-        let result = self.run_destroy_requests(&keys, false);
+        let (_, result) = self.destroy_keys(&keys, Reason::Deferred);
         inbox::settle(keys.len());
         result
     }
 
-    fn run_destroy_requests(&self, keys: &[u64], quiet_if_gone: bool) -> Result<(), Error> {
+    /// Destroys the entries `keys` name, one at a time with the table released in between,
+    /// so destructors may destroy other entries (then skipped here). Returns how many this
+    /// call destroyed and the first destructor panic.
+    fn destroy_keys(&self, keys: &[u64], reason: Reason) -> (usize, Result<(), Error>) {
+        let mut destroyed = 0;
         let mut first_error = Ok(());
         for &key in keys {
             let mut table = self.table.borrow_mut();
             let removed = match table.get(key) {
                 Ok(entry) if entry.busy => {
                     drop(table);
-                    // Still borrowed: try again after the borrow (or at exit's sweep).
-                    let _ = self.record.inbox.push(key);
+                    if reason == Reason::Deferred {
+                        // Still borrowed: run after the borrow ends (or by the exit sweep).
+                        let _ = self.record.inbox.push(key);
+                    }
                     continue;
                 }
                 Ok(_) => table.remove(key).ok(),
@@ -195,19 +210,18 @@ impl ThreadState {
             drop(table);
             match removed {
                 Some(removed) => {
-                    if let Err(error) = self.run_destructor(removed) {
-                        first_error = first_error.and(Err(error));
-                    }
+                    destroyed += 1;
+                    first_error = first_error.and(self.run_destructor(removed));
                 }
-                None if !quiet_if_gone => {
-                    let handle = Handle { owner: self.id, key };
-                    let error = self.stale("destroy_later (deferred)", handle);
+                None if reason == Reason::Deferred => {
+                    // Nobody is waiting for this answer: count it and leave the message.
+                    let error = self.stale("destroy_later (deferred)", Handle { owner: self.id, key });
                     self.set_last_error(error.message());
                 }
                 None => {}
             }
         }
-        first_error
+        (destroyed, first_error)
     }
 
     /// Runs a removed entry's destructor on this thread, with the table released.
@@ -252,8 +266,12 @@ impl ThreadState {
                 break;
             }
             // An object may already be gone when its turn comes (a parent destroyed it).
-            if let Err(error) = self.run_destroy_requests(&keys, true) {
-                result = result.and(Err(error));
+            let (destroyed, outcome) = self.destroy_keys(&keys, Reason::Sweep);
+            result = result.and(outcome);
+            if destroyed == 0 {
+                // Only busy entries remain: a borrow was abandoned (pthread_exit or longjmp out
+                // of a callback, which SECURITY.md rules out). Leave them rather than spin.
+                break;
             }
         }
         // Requests queued meanwhile named objects the sweep has destroyed.
@@ -269,7 +287,7 @@ impl ThreadState {
 pub(crate) fn exit_thread(state: &ThreadState) {
     state.cleaning.set(true);
     let queued = state.record.inbox.close_and_take();
-    let _ = state.run_destroy_requests(&queued, false);
+    let _ = state.destroy_keys(&queued, Reason::Deferred);
     inbox::settle(queued.len());
     let _ = state.destroy_all();
     state.cleaning.set(true);
