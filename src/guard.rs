@@ -87,8 +87,8 @@ impl ThreadState {
             Liveness::Live(owner) => self.violation(
                 Status::WrongThread,
                 format!(
-                    "{op}: handle {handle:?} is owned by thread {} (alive), used from thread {caller}",
-                    owner.describe()
+                    "{op}: handle {handle:?} is owned by thread {}, used from thread {caller}",
+                    owner.describe_as("alive")
                 ),
             ),
             Liveness::Exited => self.violation(
@@ -96,6 +96,12 @@ impl ThreadState {
                 format!(
                     "{op}: handle {handle:?} is owned by thread {} (exited; its objects were destroyed), used from thread {caller}",
                     handle.owner
+                ),
+            ),
+            Liveness::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => self.violation(
+                Status::Stale,
+                format!(
+                    "{op}: handle {handle:?} is a runner or completion-queue handle (or a forged one), not a thread-owned object, used from thread {caller}"
                 ),
             ),
             Liveness::NeverIssued => self.violation(

@@ -16,6 +16,12 @@ use crate::inbox::Inbox;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Owner values from here up are never issued to threads: they mark the handles of
+/// process-wide objects that no thread owns (runners, completion queues; see `crate::runner`).
+/// Thread IDs stop short of them (`register_thread` fails instead), so an object handle and a
+/// shared handle can never be confused.
+pub(crate) const FIRST_RESERVED_OWNER: u64 = 0xFFFF_FFFF_FFFF_FF00;
+
 /// What is known about the thread that owns a handle.
 #[derive(Clone, Debug)]
 pub(crate) enum Liveness {
@@ -51,6 +57,14 @@ impl ThreadRecord {
         match self.name() {
             Some(name) => format!("{} ({name:?})", self.id),
             None => self.id.to_string(),
+        }
+    }
+
+    /// `7 ("gl-main", alive)` or `7 (alive)`: a thread named with what is known of it.
+    pub(crate) fn describe_as(&self, condition: &str) -> String {
+        match self.name() {
+            Some(name) => format!("{} ({name:?}, {condition})", self.id),
+            None => format!("{} ({condition})", self.id),
         }
     }
 }
@@ -97,11 +111,14 @@ impl std::hash::Hasher for IdHasher {
 }
 
 /// Issues a new ID for the calling thread and records it as live.
-/// Returns `None` only if the 64-bit counter is exhausted.
+/// Returns `None` only if the counter has reached the reserved owner values.
 pub(crate) fn register_thread(name: Option<Arc<str>>) -> Option<Arc<ThreadRecord>> {
     let mut registry = registry();
     let id = registry.next_id;
-    registry.next_id = id.checked_add(1)?;
+    if id >= FIRST_RESERVED_OWNER {
+        return None;
+    }
+    registry.next_id = id + 1;
     registry.started += 1;
     let record = Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default() });
     registry.live.insert(id, Arc::clone(&record));
@@ -147,6 +164,8 @@ mod tests {
         assert!(matches!(liveness(u64::MAX), Liveness::NeverIssued));
         assert_eq!(a.describe(), format!("{} (\"a\")", a.id));
         assert_eq!(b.describe(), b.id.to_string());
+        assert_eq!(a.describe_as("alive"), format!("{} (\"a\", alive)", a.id));
+        assert_eq!(b.describe_as("alive"), format!("{} (alive)", b.id));
         unregister_thread(b.id);
     }
 }

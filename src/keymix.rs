@@ -9,8 +9,14 @@
 //! 32-bit version matches exactly: for a table of `n` live objects a forged key hits one with
 //! probability about `n / 2^63` (SECURITY.md gives the argument).
 //!
-//! The secret is drawn once per process from the standard library's randomly seeded hasher
-//! and copied into each thread's state, so the hot path reads no shared memory.
+//! Each thread mixes with its own variant of the secret ([`KeyMix::for_thread`]): tables hand
+//! out the same raw keys on every thread, so with one shared permutation a handle whose owner
+//! field had a bit flipped would name the other thread's object with the same raw key. With a
+//! per-thread variant, a key minted on thread A decodes on thread B to an unrelated raw key.
+//!
+//! The secret is drawn once per process from the standard library's randomly seeded hasher;
+//! each thread derives its variant when it first enters and keeps it in its own state, so the
+//! hot path reads no shared memory.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -31,7 +37,19 @@ impl KeyMix {
     /// The process-wide secret, created on first use.
     pub(crate) fn process() -> KeyMix {
         static SECRET: OnceLock<KeyMix> = OnceLock::new();
-        *SECRET.get_or_init(|| KeyMix::from_seed(random_u64(), random_u64(), random_u64()))
+        *SECRET.get_or_init(KeyMix::random)
+    }
+
+    /// A permutation with a fresh random secret (the shared-handle registries each draw one).
+    pub(crate) fn random() -> KeyMix {
+        KeyMix::from_seed(random_u64(), random_u64(), random_u64())
+    }
+
+    /// The variant of this permutation used by thread `thread_id`.
+    pub(crate) fn for_thread(&self, thread_id: u64) -> KeyMix {
+        let salt_in = splitmix64(thread_id ^ self.xor_in);
+        let salt_out = splitmix64(salt_in ^ thread_id.rotate_left(32) ^ self.xor_out);
+        KeyMix { xor_in: self.xor_in ^ salt_in, xor_out: self.xor_out ^ salt_out, ..*self }
     }
 
     /// A permutation from explicit seeds (tests use fixed seeds for reproducibility).
@@ -83,6 +101,14 @@ fn inverse_mod_2_64(odd: u64) -> u64 {
     inverse
 }
 
+/// A strong 64-bit finaliser (splitmix64): distinct inputs give unrelated outputs.
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
     hasher.write_u64(std::process::id() as u64);
@@ -119,6 +145,18 @@ mod tests {
             for bit in 0..64 {
                 let decoded = m.unmix(mixed ^ (1 << bit));
                 assert_ne!(decoded >> 32, 1, "flip of bit {bit} kept version for index {index}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_minted_on_one_thread_scatters_on_every_other() {
+        let process = KeyMix::from_seed(11, 12, 13);
+        for owner in 1..200u64 {
+            let minted = process.for_thread(owner).mix((1 << 32) | 1); // first slot, version 1
+            for other in (1..200u64).filter(|&other| other != owner) {
+                let decoded = process.for_thread(other).unmix(minted);
+                assert_ne!(decoded >> 32, 1, "thread {other} decodes thread {owner}'s first key to version 1");
             }
         }
     }

@@ -82,8 +82,8 @@ fn init() -> Result<*const ThreadState, Error> {
         .ok_or_else(|| Error::new(Status::Limit, "the 64-bit thread ID counter is exhausted"))?;
     let state = Box::new(ThreadState {
         id: record.id,
+        table: RefCell::new(Table::new(KeyMix::process().for_thread(record.id))),
         record,
-        table: RefCell::new(Table::new(KeyMix::process())),
         depth: Cell::new(0),
         cleaning: Cell::new(false),
         counters: diagnostics::thread_counters(),

@@ -470,3 +470,492 @@ static void test_reentrancy(void)
     tgt_obj_free(r.b);
     tgt_obj_free(r.c);
 }
+
+/* ------------------------------------------------------------------ */
+/* Deferred destruction on the owner                                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct self_later_ctx {
+    tgt_obj *self;
+    tgt_obj *other;
+    uint64_t pending_before;
+    int ran;
+} self_later_ctx;
+
+static void self_later_cb(void *object, void *context)
+{
+    self_later_ctx *c = (self_later_ctx *)context;
+    tg_stats s;
+    CHECK(object == c->self);
+    CHECK_STATUS(tg_destroy_later(c->self->handle), TG_OK);
+    CHECK_NOT_DESTROYED(c->self);
+    STATS_NOW(s);
+    CHECK_U64(s.deferred_pending, c->pending_before + 1);
+    /* The request waits while the object is borrowed, whatever runs meanwhile. */
+    CHECK_STATUS(tg_run_pending(), TG_OK);
+    CHECK_NOT_DESTROYED(c->self);
+    CHECK_STATUS(tg_with(c->other->handle, TAG_B, tgt_borrow_cb, c->other), TG_OK);
+    CHECK_NOT_DESTROYED(c->self);
+    /* The object is still ours and intact inside its own callback. */
+    CHECK(c->self->magic == TGT_MAGIC);
+    c->ran++;
+}
+
+static void test_destroy_later_on_owner(void)
+{
+    self_later_ctx c;
+    tgt_obj *o;
+    tg_stats before, after;
+    tgt_delta d;
+
+    tgt_section("tg_destroy_later of itself from inside its own callback");
+    memset(&c, 0, sizeof c);
+    c.self = tgt_obj_make(21, TAG_A);
+    c.other = tgt_obj_make(22, TAG_B);
+    STATS_NOW(before);
+    c.pending_before = before.deferred_pending;
+    CHECK_STATUS(tg_with(c.self->handle, TAG_A, self_later_cb, &c), TG_OK);
+    CHECK_U64(c.ran, 1);
+    CHECK_STATUS(tg_run_pending(), TG_OK);
+    CHECK_DESTROYED_ONCE(c.self);
+    CHECK_STATUS(tg_run_pending(), TG_OK);
+    CHECK_DESTROYED_ONCE(c.self);
+    CHECK_STATUS(tg_with(c.self->handle, TAG_A, tgt_forbidden_cb, NULL), TG_ERR_STALE);
+    CHECK_NOT_DESTROYED(c.other);
+    tgt_delta_init(&d);
+    D_SET(d, destroyed, 1);
+    D_SET(d, live, -1);
+    D_VIOL(d, stale, 1);
+    STATS_EXPECT(before, after, d, "self destroy_later: destroyed once, nothing left queued");
+
+    tgt_section("tg_destroy_later on the owner, outside any callback");
+    o = tgt_obj_make(23, TAG_A);
+    before = after;
+    CHECK_STATUS(tg_destroy_later(o->handle), TG_OK);
+    CHECK_STATUS(tg_run_pending(), TG_OK);
+    CHECK_DESTROYED_ONCE(o);
+    CHECK_STATUS(tg_destroy_later(o->handle), TG_ERR_STALE);
+    CHECK_STATUS(tg_run_pending(), TG_OK);
+    CHECK_DESTROYED_ONCE(o);
+    tgt_delta_init(&d);
+    D_SET(d, created, 1);
+    D_SET(d, destroyed, 1);
+    D_VIOL(d, stale, 1);
+    STATS_EXPECT(before, after, d, "owner destroy_later");
+
+    CHECK_STATUS(tg_destroy(c.other->handle), TG_OK);
+    CHECK_DESTROYED_ONCE(c.other);
+    tgt_obj_free(o);
+    tgt_obj_free(c.self);
+    tgt_obj_free(c.other);
+}
+
+/* ------------------------------------------------------------------ */
+/* Destructors that call back into the library                         */
+/* ------------------------------------------------------------------ */
+
+static void test_destructor_callbacks(void)
+{
+    tgt_obj *parent, *c1, *c2, *x, *y, *s;
+    tg_stats before, after;
+    tgt_delta d;
+
+    tgt_section("destructor destroys its children");
+    c1 = tgt_obj_make(31, TAG_A);
+    c2 = tgt_obj_make(32, TAG_B);
+    parent = tgt_obj_make(30, TAG_A);
+    parent->nchildren = 2;
+    parent->children[0] = c1->handle;
+    parent->children[1] = c2->handle;
+    STATS_NOW(before);
+    CHECK_STATUS(tg_destroy(parent->handle), TG_OK);
+    CHECK_DESTROYED_ONCE(parent);
+    CHECK_DESTROYED_ONCE(c1);
+    CHECK_DESTROYED_ONCE(c2);
+    CHECK_STATUS(parent->child_status[0], TG_OK);
+    CHECK_STATUS(parent->child_status[1], TG_OK);
+    CHECK_STATUS(tg_with(c1->handle, TAG_A, tgt_forbidden_cb, NULL), TG_ERR_STALE);
+    tgt_delta_init(&d);
+    D_SET(d, destroyed, 3);
+    D_SET(d, live, -3);
+    D_VIOL(d, stale, 1);
+    STATS_EXPECT(before, after, d, "parent and two children destroyed");
+
+    tgt_section("destructor registers a new object");
+    x = tgt_obj_make(33, TAG_A);
+    y = tgt_obj_new(34, TAG_B);
+    x->register_in_dtor = y;
+    STATS_NOW(before);
+    CHECK_STATUS(tg_destroy(x->handle), TG_OK);
+    CHECK_DESTROYED_ONCE(x);
+    CHECK_STATUS(x->register_in_dtor_status, TG_OK);
+    CHECK_NOT_DESTROYED(y);
+    CHECK_STATUS(tg_with(y->handle, TAG_B, tgt_borrow_cb, y), TG_OK);
+    CHECK_STATUS(tg_destroy(y->handle), TG_OK);
+    CHECK_DESTROYED_ONCE(y);
+    tgt_delta_init(&d);
+    D_SET(d, created, 1);
+    D_SET(d, destroyed, 2);
+    D_SET(d, live, -1);
+    STATS_EXPECT(before, after, d, "register from a destructor");
+
+    tgt_section("destructor calls tg_destroy on its own handle");
+    s = tgt_obj_make(35, TAG_A);
+    s->destroy_self_in_dtor = 1;
+    STATS_NOW(before);
+    CHECK_STATUS(tg_destroy(s->handle), TG_OK);
+    CHECK_DESTROYED_ONCE(s);
+    CHECK_STATUS_IN(s->destroy_self_status, TGT_BIT(TG_ERR_STALE) | TGT_BIT(TG_ERR_BUSY));
+    tgt_delta_init(&d);
+    D_SET(d, destroyed, 1);
+    D_SET(d, live, -1);
+    D_IGNORE(d, violations_stale);
+    D_IGNORE(d, violations_busy);
+    STATS_EXPECT(before, after, d, "self destroy inside the destructor is refused");
+    CHECK_U64(after.violations_stale + after.violations_busy,
+              before.violations_stale + before.violations_busy + 1);
+
+    tgt_obj_free(parent);
+    tgt_obj_free(c1);
+    tgt_obj_free(c2);
+    tgt_obj_free(x);
+    tgt_obj_free(y);
+    tgt_obj_free(s);
+}
+
+static void test_thread_cleanup_on_main(void)
+{
+    enum { PLAIN = 10 };
+    tgt_obj *plain[PLAIN];
+    tgt_obj *parent, *c1, *c2, *x, *y, *z, *after_obj;
+    tg_stats before, after;
+    tgt_delta d;
+    int i;
+
+    tgt_section("tg_thread_cleanup on the main thread");
+    STATS_NOW(before);
+    CHECK_U64(before.live, 0); /* everything earlier was destroyed */
+    for (i = 0; i < PLAIN; i++)
+        plain[i] = tgt_obj_make(40 + i, i % 2 ? TAG_A : TAG_B);
+    c1 = tgt_obj_make(51, TAG_A);
+    parent = tgt_obj_make(50, TAG_A);
+    c2 = tgt_obj_make(52, TAG_A);
+    parent->nchildren = 2;
+    parent->children[0] = c1->handle;
+    parent->children[1] = c2->handle;
+    x = tgt_obj_make(53, TAG_A);
+    y = tgt_obj_new(54, TAG_A);
+    x->register_in_dtor = y; /* registering during cleanup must be refused */
+    z = tgt_obj_make(55, TAG_B);
+    CHECK_STATUS(tg_destroy_later(z->handle), TG_OK);
+
+    CHECK_STATUS(tg_thread_cleanup(), TG_OK);
+    for (i = 0; i < PLAIN; i++)
+        CHECK_DESTROYED_ONCE(plain[i]);
+    CHECK_DESTROYED_ONCE(parent);
+    CHECK_DESTROYED_ONCE(c1);
+    CHECK_DESTROYED_ONCE(c2);
+    CHECK_STATUS_IN(parent->child_status[0], TGT_BIT(TG_OK) | TGT_BIT(TG_ERR_STALE));
+    CHECK_STATUS_IN(parent->child_status[1], TGT_BIT(TG_OK) | TGT_BIT(TG_ERR_STALE));
+    CHECK_DESTROYED_ONCE(x);
+    CHECK_STATUS(x->register_in_dtor_status, TG_ERR_SHUT_DOWN);
+    CHECK_NOT_DESTROYED(y);
+    CHECK_DESTROYED_ONCE(z);
+    tgt_delta_init(&d);
+    D_SET(d, created, PLAIN + 5);
+    D_SET(d, destroyed, PLAIN + 5);
+    D_IGNORE(d, violations_stale); /* a child may already be gone when its parent asks */
+    STATS_EXPECT(before, after, d, "cleanup destroyed everything the thread owned");
+    CHECK_U64(after.live, 0);
+    CHECK_U64(after.deferred_pending, 0);
+
+    /* The thread stays usable afterwards. */
+    after_obj = tgt_obj_make(56, TAG_A);
+    CHECK_STATUS(tg_with(after_obj->handle, TAG_A, tgt_borrow_cb, after_obj), TG_OK);
+    CHECK_STATUS(tg_destroy(after_obj->handle), TG_OK);
+    CHECK_DESTROYED_ONCE(after_obj);
+    /* A second cleanup with nothing to do is fine. */
+    CHECK_STATUS(tg_thread_cleanup(), TG_OK);
+
+    for (i = 0; i < PLAIN; i++)
+        tgt_obj_free(plain[i]);
+    tgt_obj_free(parent);
+    tgt_obj_free(c1);
+    tgt_obj_free(c2);
+    tgt_obj_free(x);
+    tgt_obj_free(y);
+    tgt_obj_free(z);
+    tgt_obj_free(after_obj);
+}
+
+/* ------------------------------------------------------------------ */
+/* Diagnostics                                                         */
+/* ------------------------------------------------------------------ */
+
+static void test_last_error_semantics(void)
+{
+    tgt_obj *o = tgt_obj_make(60, TAG_A);
+    tg_handle h = o->handle;
+    char full[1024], shortbuf[64], again[1024];
+    size_t n, r;
+    tg_stats before, after;
+    tgt_delta d;
+
+    tgt_section("tg_last_error: snprintf semantics");
+    CHECK_STATUS(tg_destroy(h), TG_OK);
+    STATS_NOW(before);
+    CHECK_STATUS(tg_with(h, TAG_A, tgt_forbidden_cb, NULL), TG_ERR_STALE);
+    /* Only tg_last_error itself is called until the message has been examined. */
+    n = tg_last_error(NULL, 0);
+    CHECK(n > 0);
+    CHECK(n < sizeof full);
+    memset(full, 'X', sizeof full);
+    r = tg_last_error(full, sizeof full);
+    CHECK_U64(r, n);
+    CHECK_U64(strlen(full), n);
+    CHECK(full[n] == '\0');
+    CHECK(full[n + 1] == 'X'); /* nothing written past the terminator */
+
+    /* Exactly fitting buffer: n chars + NUL. */
+    memset(again, 'X', sizeof again);
+    r = tg_last_error(again, n + 1);
+    CHECK_U64(r, n);
+    CHECK(memcmp(again, full, n + 1) == 0);
+    CHECK(again[n + 1] == 'X');
+
+    /* One byte short: truncated to n-1 chars + NUL. */
+    memset(again, 'X', sizeof again);
+    r = tg_last_error(again, n);
+    CHECK_U64(r, n);
+    CHECK(again[n - 1] == '\0');
+    CHECK(memcmp(again, full, n - 1) == 0);
+    CHECK(again[n] == 'X');
+
+    /* Short buffer: 4 chars + NUL, the rest untouched. */
+    memset(shortbuf, 'X', sizeof shortbuf);
+    r = tg_last_error(shortbuf, 5);
+    CHECK_U64(r, n);
+    CHECK(shortbuf[4] == '\0');
+    CHECK(memcmp(shortbuf, full, 4) == 0);
+    CHECK(shortbuf[5] == 'X');
+
+    /* len 1: just the terminator. */
+    memset(shortbuf, 'X', sizeof shortbuf);
+    r = tg_last_error(shortbuf, 1);
+    CHECK_U64(r, n);
+    CHECK(shortbuf[0] == '\0');
+    CHECK(shortbuf[1] == 'X');
+
+    /* len 0 with a real buffer: nothing written. */
+    memset(shortbuf, 'X', sizeof shortbuf);
+    r = tg_last_error(shortbuf, 0);
+    CHECK_U64(r, n);
+    CHECK(shortbuf[0] == 'X');
+
+    /* Reading does not consume the message. */
+    memset(again, 0, sizeof again);
+    CHECK_U64(tg_last_error(again, sizeof again), n);
+    CHECK_STR(again, full);
+    tgt_delta_init(&d);
+    D_VIOL(d, stale, 1);
+    STATS_EXPECT(before, after, d, "one stale violation; tg_last_error changes no counter");
+    tgt_obj_free(o);
+}
+
+static void test_thread_name(void)
+{
+    char longname[1200];
+    const char bad_utf8[] = {'b', 'a', 'd', (char)0xff, (char)0xfe, '\0'};
+    tgt_obj *o;
+    char msg[2048];
+    tg_handle forged;
+
+    tgt_section("tg_set_thread_name");
+    memset(longname, 'n', sizeof longname - 1);
+    longname[sizeof longname - 1] = '\0';
+    CHECK_STATUS(tg_set_thread_name("api-main"), TG_OK);
+    CHECK_STATUS(tg_set_thread_name(NULL), TG_ERR_NULL_POINTER);
+    CHECK_STATUS_IN(tg_set_thread_name(""), TGT_BIT(TG_OK) | TGT_BIT(TG_ERR_INVALID_ARGUMENT));
+    CHECK_STATUS_IN(tg_set_thread_name(longname),
+                    TGT_BIT(TG_OK) | TGT_BIT(TG_ERR_INVALID_ARGUMENT) | TGT_BIT(TG_ERR_LIMIT));
+    CHECK_STATUS_IN(tg_set_thread_name(bad_utf8), TGT_BIT(TG_OK) | TGT_BIT(TG_ERR_INVALID_ARGUMENT));
+    CHECK_STATUS(tg_set_thread_name("api \"main\" thread"), TG_OK);
+    CHECK_STATUS(tg_set_thread_name("api-main"), TG_OK);
+
+    /* Our own id shows up in a message about our own handle. */
+    o = tgt_obj_make(61, TAG_A);
+    forged = tgt_handle(o->handle.owner, o->handle.key ^ UINT64_C(0x8000000000000000));
+    CHECK_STATUS(tg_with(forged, TAG_A, tgt_forbidden_cb, NULL), TG_ERR_STALE);
+    CHECK(tgt_last_error(msg, sizeof msg) > 0);
+    CHECK_MSG(tgt_contains_number(msg, tg_current_thread_id()), msg);
+    CHECK_STATUS(tg_destroy(o->handle), TG_OK);
+    CHECK_DESTROYED_ONCE(o);
+    tgt_obj_free(o);
+}
+
+/* Redirect fd 2 into a temporary file while a violation happens. */
+typedef struct capture {
+    FILE *tmp;
+    int saved;
+} capture;
+
+static void capture_begin(capture *c)
+{
+    fflush(stderr);
+    c->tmp = tmpfile();
+    c->saved = dup(2);
+    if (!c->tmp || c->saved < 0 || dup2(fileno(c->tmp), 2) < 0) {
+        fprintf(stdout, "cannot redirect stderr\n");
+        abort();
+    }
+}
+
+static size_t capture_end(capture *c, char *buf, size_t len)
+{
+    size_t n;
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    rewind(c->tmp);
+    n = fread(buf, 1, len - 1, c->tmp);
+    buf[n] = '\0';
+    fclose(c->tmp);
+    return n;
+}
+
+static void test_violation_policy(void)
+{
+    capture cap;
+    char out[4096], msg[1024];
+    size_t n;
+    tg_handle null_h = tgt_handle(0, 0);
+    tg_stats before, after;
+    tgt_delta d;
+
+    tgt_section("tg_set_violation_policy: RETURN (default), LOG, invalid");
+    /* Default is RETURN: a violation prints nothing. */
+    capture_begin(&cap);
+    CHECK_STATUS(tg_destroy(null_h), TG_ERR_NULL_HANDLE);
+    n = capture_end(&cap, out, sizeof out);
+    CHECK_MSG(n == 0, out);
+
+    /* LOG: the call still returns its code, and the message goes to stderr. */
+    CHECK_STATUS(tg_set_violation_policy(TG_POLICY_LOG), TG_OK);
+    capture_begin(&cap);
+    CHECK_STATUS(tg_with(null_h, TAG_A, tgt_forbidden_cb, NULL), TG_ERR_NULL_HANDLE);
+    n = capture_end(&cap, out, sizeof out);
+    tgt_last_error(msg, sizeof msg);
+    CHECK_MSG(n > 0, "LOG policy prints the violation to stderr");
+    CHECK_MSG(msg[0] && strstr(out, msg) != NULL, "the printed text contains the last-error message");
+
+    /* Invalid policies are refused and change nothing (under LOG, the refusal itself is logged). */
+    STATS_NOW(before);
+    capture_begin(&cap);
+    CHECK_STATUS(tg_set_violation_policy(3), TG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(tg_set_violation_policy(-1), TG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(tg_set_violation_policy(INT32_MAX), TG_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(tg_set_violation_policy(INT32_MIN), TG_ERR_INVALID_ARGUMENT);
+    capture_end(&cap, out, sizeof out);
+    tgt_delta_init(&d);
+    D_VIOL(d, invalid_argument, 4);
+    STATS_EXPECT(before, after, d, "invalid policies count as invalid-argument violations");
+    capture_begin(&cap);
+    CHECK_STATUS(tg_destroy_later(null_h), TG_ERR_NULL_HANDLE);
+    n = capture_end(&cap, out, sizeof out);
+    CHECK_MSG(n > 0, "policy is still LOG after the invalid attempts");
+
+    /* Back to RETURN: silent again. */
+    CHECK_STATUS(tg_set_violation_policy(TG_POLICY_RETURN), TG_OK);
+    capture_begin(&cap);
+    CHECK_STATUS(tg_destroy(null_h), TG_ERR_NULL_HANDLE);
+    n = capture_end(&cap, out, sizeof out);
+    CHECK_MSG(n == 0, out);
+}
+
+static void test_abort_policy_in_child(void)
+{
+    pid_t pid;
+    int status = 0;
+    FILE *tmp;
+    char out[4096];
+    size_t n;
+
+    tgt_section("tg_set_violation_policy: ABORT (in a forked child)");
+    tmp = tmpfile();
+    if (!tmp) {
+        CHECK_MSG(0, "tmpfile");
+        return;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        CHECK_MSG(0, "fork");
+        fclose(tmp);
+        return;
+    }
+    if (pid == 0) {
+        tg_handle null_h = tgt_handle(0, 0);
+        dup2(fileno(tmp), 2);
+        if (tg_set_violation_policy(TG_POLICY_ABORT) != TG_OK)
+            _exit(3);
+        (void)tg_with(null_h, TAG_A, tgt_forbidden_cb, NULL);
+        _exit(4); /* not reached if the policy works */
+    }
+    if (waitpid(pid, &status, 0) != pid) {
+        CHECK_MSG(0, "waitpid");
+        fclose(tmp);
+        return;
+    }
+    CHECK_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "the child died of SIGABRT at its first violation");
+    if (WIFEXITED(status))
+        fprintf(stderr, "  child exited with status %d instead\n", WEXITSTATUS(status));
+    rewind(tmp);
+    n = fread(out, 1, sizeof out - 1, tmp);
+    out[n] = '\0';
+    fclose(tmp);
+    CHECK_MSG(n > 0, "ABORT policy prints the violation before aborting");
+}
+
+/* ------------------------------------------------------------------ */
+
+int main(void)
+{
+    uint64_t me;
+    tg_stats s;
+
+    /* Make the main thread known to the library first, then start from a clean state. */
+    me = tg_current_thread_id();
+    CHECK(me != 0);
+    CHECK_U64(tg_current_thread_id(), me);
+    STATS_NOW(s);
+    CHECK_STATS_CONSISTENT(s);
+    CHECK_U64(s.live, 0);
+    CHECK_U64(s.created, 0);
+    CHECK_U64(s.violations, 0);
+    CHECK_U64(s.threads_live, 1);
+    CHECK_U64(s.threads_started, 1);
+
+    test_abort_policy_in_child(); /* first, while this process has a single thread */
+    test_constants_and_layout();
+    test_versions();
+    test_status_names();
+    test_register_arguments();
+    test_null_handle();
+    test_null_pointers();
+    test_wrong_type();
+    test_stale_and_double_destroy();
+    test_slot_reuse();
+    test_reentrancy();
+    test_destroy_later_on_owner();
+    test_destructor_callbacks();
+    test_thread_cleanup_on_main();
+    test_last_error_semantics();
+    test_thread_name();
+    test_violation_policy();
+
+    tgt_final_checks();
+    CHECK_U64(tg_current_thread_id(), me);
+    return tgt_finish();
+}

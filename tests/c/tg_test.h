@@ -107,10 +107,11 @@ static inline int tgt_check_u64(uint64_t got, uint64_t want, const char *file, i
 
 static inline int tgt_check_str(const char *got, const char *want, const char *file, int line, const char *expr)
 {
-    char detail[300];
+    char detail[600];
     if (got && want && strcmp(got, want) == 0)
         return tgt_record(1, file, line, expr, NULL);
-    snprintf(detail, sizeof detail, "got \"%s\", expected \"%s\"", got ? got : "(null)", want ? want : "(null)");
+    snprintf(detail, sizeof detail, "got \"%.280s\", expected \"%.280s\"", got ? got : "(null)",
+             want ? want : "(null)");
     return tgt_record(0, file, line, expr, detail);
 }
 
