@@ -9,10 +9,11 @@ import (
 	"strconv"
 )
 
-// Sentinel errors, one for each status code of the library. Errors returned
-// by this package wrap one of them: test with errors.Is. The returned error is
-// an *Error whose text adds the operation and the library's message (which
-// handle, which owner thread, which caller).
+// Sentinel errors, one for each status code of the library. Every failure
+// that the library or this package reports is an *Error wrapping one of
+// them: test with errors.Is. Its text adds the library's message (which
+// handle, which owner thread, which caller). Errors returned by the caller's
+// own functions, and context errors, pass through unchanged.
 var (
 	// ErrNullHandle: the handle is the zero (null) handle (TG_ERR_NULL_HANDLE).
 	ErrNullHandle = errors.New("null handle")
@@ -53,18 +54,18 @@ var (
 
 // sentinels maps each tg_status code to its sentinel error.
 var sentinels = [...]error{
-	C.TG_ERR_NULL_HANDLE:       ErrNullHandle,
-	C.TG_ERR_WRONG_THREAD:      ErrWrongThread,
-	C.TG_ERR_OWNER_EXITED:      ErrOwnerExited,
-	C.TG_ERR_STALE:             ErrStale,
-	C.TG_ERR_WRONG_TYPE:        ErrWrongType,
-	C.TG_ERR_BUSY:              ErrBusy,
-	C.TG_ERR_NULL_POINTER:      ErrNullPointer,
-	C.TG_ERR_INVALID_ARGUMENT:  ErrInvalidArgument,
-	C.TG_ERR_PANIC:             ErrPanic,
-	C.TG_ERR_SHUT_DOWN:         ErrShutDown,
-	C.TG_ERR_LIMIT:             ErrLimit,
-	C.TG_ERR_TIMEOUT:           ErrTimeout,
+	C.TG_ERR_NULL_HANDLE:      ErrNullHandle,
+	C.TG_ERR_WRONG_THREAD:     ErrWrongThread,
+	C.TG_ERR_OWNER_EXITED:     ErrOwnerExited,
+	C.TG_ERR_STALE:            ErrStale,
+	C.TG_ERR_WRONG_TYPE:       ErrWrongType,
+	C.TG_ERR_BUSY:             ErrBusy,
+	C.TG_ERR_NULL_POINTER:     ErrNullPointer,
+	C.TG_ERR_INVALID_ARGUMENT: ErrInvalidArgument,
+	C.TG_ERR_PANIC:            ErrPanic,
+	C.TG_ERR_SHUT_DOWN:        ErrShutDown,
+	C.TG_ERR_LIMIT:            ErrLimit,
+	C.TG_ERR_TIMEOUT:          ErrTimeout,
 }
 
 // Error is a failed operation: the operation, the sentinel for its status
@@ -81,29 +82,31 @@ type Error struct {
 	Detail string
 }
 
-// Error returns "threadguard: OP: REASON: DETAIL".
+// Error returns "threadguard: REASON: DETAIL", or "threadguard: OP: REASON"
+// if there is no detail. The detail names the operation itself, as in
+// "threadguard: wrong thread: tg_with: handle {...} is owned by thread 7
+// ("gl-main", alive), used from thread 9".
 func (e *Error) Error() string {
-	s := "threadguard: " + e.Op + ": " + e.Err.Error()
-	if e.Detail != "" {
-		s += ": " + e.Detail
+	if e.Detail == "" {
+		return "threadguard: " + e.Op + ": " + e.Err.Error()
 	}
-	return s
+	return "threadguard: " + e.Err.Error() + ": " + e.Detail
 }
 
 // Unwrap returns the sentinel error, for errors.Is.
 func (e *Error) Unwrap() error { return e.Err }
 
 // statusError returns the sentinel for a non-zero status code.
-func statusError(st C.tg_status) error {
-	if st > 0 && int(st) < len(sentinels) && sentinels[st] != nil {
-		return sentinels[st]
+func statusError(code int32) error {
+	if code > 0 && int(code) < len(sentinels) && sentinels[code] != nil {
+		return sentinels[code]
 	}
-	return fmt.Errorf("unknown status %d (%s)", int32(st), statusName(st))
+	return fmt.Errorf("unknown status %d (%s)", code, statusName(code))
 }
 
 // statusName returns the library's static name for a status code.
-func statusName(st C.tg_status) string {
-	return C.GoString(C.tg_status_name(st))
+func statusName(code int32) string {
+	return C.GoString(C.tg_status_name(C.tg_status(code)))
 }
 
 // check turns a status into an error carrying the last-error message.
@@ -115,7 +118,7 @@ func check(op string, st C.tg_status) error {
 	if st == C.TG_OK {
 		return nil
 	}
-	return &Error{Op: op, Err: statusError(st), Detail: lastError()}
+	return &Error{Op: op, Err: statusError(int32(st)), Detail: lastError()}
 }
 
 // lastError reads the calling thread's last-error message.
@@ -130,16 +133,16 @@ func lastError() string {
 	return C.GoStringN(&big[0], C.int(min(n, C.size_t(len(big)-1))))
 }
 
-// panicError reports a panic recovered from Go code run by op.
-func panicError(op string, r any) error {
-	return &Error{Op: op, Err: ErrPanic, Detail: "recovered: " + fmt.Sprint(r)}
+// newError returns an error of this package's own making.
+func newError(op string, sentinel error, detail string) error {
+	return &Error{Op: op, Err: sentinel, Detail: op + ": " + detail}
 }
 
 // guard runs fn, turning a panic into an error wrapping ErrPanic.
 func guard(op string, fn func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = panicError(op, r)
+			err = newError(op, ErrPanic, fmt.Sprint("recovered: ", r))
 		}
 	}()
 	return fn()

@@ -27,9 +27,10 @@ type Handle struct {
 	Key   uint64 // slot key in the owner's table; opaque
 }
 
-// String formats h as "handle(owner 7, key 0x100000001)".
+// String formats h as the library's messages do:
+// "{owner=7, key=0x27de0697c3e44285}".
 func (h Handle) String() string {
-	return fmt.Sprintf("handle(owner %d, key %#x)", h.Owner, h.Key)
+	return fmt.Sprintf("{owner=%d, key=0x%016x}", h.Owner, h.Key)
 }
 
 // IsNull reports whether h is the null handle.
@@ -45,8 +46,13 @@ func (h Handle) c() C.tg_handle {
 // pointer. A panic in fn is returned as an error wrapping ErrPanic.
 //
 // When the library refuses the borrow (ErrWrongThread, ErrStale,
-// ErrWrongType, ErrBusy, ...), fn is not called and nothing changes.
+// ErrWrongType, ErrBusy, ...), fn is not called and nothing changes. A nil
+// fn is passed on as NULL: the library checks the handle, then refuses it
+// with ErrNullPointer.
 func (h Handle) With(tag Tag, fn func(obj unsafe.Pointer) error) error {
+	if fn == nil {
+		return callLocked("tg_with", func() C.tg_status { return C.tg_with(h.c(), C.uint32_t(tag), nil, nil) })
+	}
 	var ferr error
 	cb := cgo.NewHandle(func(obj unsafe.Pointer) {
 		ferr = guard("With", func() error { return fn(obj) })

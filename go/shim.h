@@ -16,4 +16,7 @@ void tgo_callback(void *arg, void *context);
 /* Runs a destructor (may be NULL) on an object that never got registered. */
 void tgo_run_destructor(tg_destructor destroy, void *object);
 
+/* Whether the calling thread is the process's main thread. */
+int tgo_is_main_thread(void);
+
 #endif

@@ -100,8 +100,9 @@ pub fn destroy_as<T: 'static>(handle: Handle) -> Result<(), Error> {
     guard::destroy("destroy", handle, Some(Expected::Native(native_type::<T>())))
 }
 
-/// Asks the owner to destroy the object: from any thread, at the owner's next successful
-/// call, its [`run_pending`], its [`thread_cleanup`] or its exit.
+/// Asks the owner to destroy the object, from any thread. The owner runs the destructor right
+/// after its next successful [`register`], [`with`] or [`destroy`] (outside any borrow), at
+/// its [`run_pending`], its [`thread_cleanup`] or its exit.
 ///
 /// # Errors
 /// [`Status::NullHandle`]; [`Status::OwnerExited`] if the owner has exited or is exiting

@@ -82,8 +82,9 @@ pub extern "C" fn tg_destroy(handle: Handle) -> tg_status {
 }
 
 /// Asks the owner to destroy the object; callable from any thread (e.g. a garbage collector's
-/// finalizer). The owner runs the destructor at its next successful threadguard call, at
-/// tg_run_pending, at tg_thread_cleanup, or at its exit; never on another thread.
+/// finalizer). The owner runs the destructor right after its next successful tg_register, tg_with
+/// or tg_destroy (outside any borrow), at tg_run_pending, at tg_thread_cleanup, or at its exit;
+/// never on another thread. Queries (tg_owner_of, tg_get_stats, ...) do not run requests.
 ///
 /// Returns TG_OK when queued; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED if the owner has exited
 /// or is exiting (its exit destroys its objects); TG_ERR_STALE if the owner ID was never issued,

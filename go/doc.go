@@ -1,0 +1,76 @@
+// Package threadguard enforces per-thread ownership of native objects that
+// Go code uses through cgo: GL contexts, interpreter states, objects of a
+// runtime with per-thread heaps, anything whose state lives in the creating
+// thread's thread-local storage.
+//
+// Go's scheduler moves goroutines between OS threads at will, so two
+// consecutive cgo calls from one goroutine may arrive on different threads,
+// and a thread-affine C library then silently works on the wrong thread's
+// state. threadguard, a library with a C ABI, keeps each registered object
+// in its owner thread's table and checks every call: a call from the wrong
+// thread gets an error and never touches the object. This package applies
+// the runtime.LockOSThread discipline on top, so that Go code makes its
+// calls on the right thread in the first place.
+//
+// # Owners
+//
+// An object is registered by New, which calls the constructor and
+// tg_register on one locked OS thread. It is bound to one of two owners:
+//
+//   - A Thread: a goroutine locked to its own OS thread, running submitted
+//     work. Objects created by its work (Thread.New) are owned by it, and
+//     their With and Close route the call there from any goroutine.
+//   - The creating goroutine, when New is called outside a Thread. The
+//     goroutine stays locked to its OS thread while it owns objects; calls
+//     from other goroutines get ErrWrongThread.
+//
+// The C side is the thread-affine library (here, a counter whose value lives
+// in thread-local storage):
+//
+//	static __thread int64_t values[64];
+//	counter *counter_new(void);             /* state in this thread's TLS */
+//	int64_t counter_add(counter *c, int64_t n);
+//	void counter_free(void *c);             /* a tg_destructor */
+//
+// and the Go side creates the object on a Thread and uses it from anywhere:
+//
+//	gl, err := threadguard.NewThread("gl-main")
+//	...
+//	defer gl.Close() // destroys what gl still owns, on gl
+//	c, err := gl.New(ctx, counterTag, unsafe.Pointer(C.counter_free),
+//		func() (unsafe.Pointer, error) { return unsafe.Pointer(C.counter_new()), nil })
+//	...
+//	go c.With(ctx, func(p unsafe.Pointer) error { // runs on gl
+//		C.counter_add((*C.counter)(p), 1)
+//		return nil
+//	})
+//
+// # Errors
+//
+// Every status code of the library has a sentinel error (ErrWrongThread,
+// ErrStale, ...), to be tested with errors.Is. The returned *Error carries
+// the library's message, read on the same OS thread right after the call,
+// such as "handle {...} is owned by thread 7 ("gl-main", alive), used from
+// thread 9".
+//
+// # Destruction
+//
+// Close destroys an object on its owner and is the normal path. An object
+// that becomes unreachable without Close is destroyed by its cleanup
+// (runtime.AddCleanup), which asks the owner thread to do it
+// (tg_destroy_later); a Thread is told to run that at once. Thread.Close
+// destroys everything the Thread still owns, on its thread.
+//
+// # Callbacks
+//
+// Go functions called from C, including on threads Go did not create, go
+// through a Callback (a runtime/cgo.Handle behind a C function pointer).
+//
+// # Raw handles
+//
+// Handle is the library's tg_handle as a Go value. Its methods make the
+// checked call on the calling goroutine's current thread without routing;
+// they serve handles that C code hands out.
+//
+// The library is linked statically: a Go binary needs nothing at run time.
+package threadguard

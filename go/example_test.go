@@ -1,0 +1,143 @@
+package threadguard_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"threadguard.dev/threadguard"
+	"threadguard.dev/threadguard/internal/affine"
+)
+
+// A thread-affine C object (its state lives in the creating thread's
+// thread-local storage) used from many goroutines through a Thread.
+func Example() {
+	ctx := context.Background()
+	gl, err := threadguard.NewThread("gl-main")
+	if err != nil {
+		panic(err)
+	}
+	defer gl.Close()
+
+	// Created and registered on gl's OS thread, which now owns it.
+	counter, err := gl.New(ctx, affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		panic(err)
+	}
+	defer counter.Close()
+
+	// Any goroutine may call it: the call runs on gl.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counter.With(ctx, func(p unsafe.Pointer) error {
+				affine.Add(p, 1)
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	counter.With(ctx, func(p unsafe.Pointer) error {
+		fmt.Println("value:", affine.Value(p))
+		return nil
+	})
+
+	// The raw handle used from this goroutine is refused, not obeyed.
+	err = counter.Handle().With(affine.Tag, func(p unsafe.Pointer) error {
+		affine.Add(p, 1000)
+		return nil
+	})
+	fmt.Println("wrong thread:", errors.Is(err, threadguard.ErrWrongThread))
+	// Output:
+	// value: 8
+	// wrong thread: true
+}
+
+func ExampleThread_Do() {
+	th, err := threadguard.NewThread("worker")
+	if err != nil {
+		panic(err)
+	}
+	defer th.Close()
+	var inside uint64
+	err = th.Do(context.Background(), func() error {
+		inside = threadguard.CurrentThreadID()
+		return nil
+	})
+	fmt.Println(err, inside == th.ID())
+
+	err = th.Do(context.Background(), func() error { panic("oops") })
+	fmt.Println(errors.Is(err, threadguard.ErrPanic))
+	// Output:
+	// <nil> true
+	// true
+}
+
+func ExampleThread_Go() {
+	th, err := threadguard.NewThread("worker")
+	if err != nil {
+		panic(err)
+	}
+	done := th.Go(func() error { return nil })
+	fmt.Println(<-done)
+	th.Close()
+	fmt.Println(errors.Is(<-th.Go(func() error { return nil }), threadguard.ErrShutDown))
+	// Output:
+	// <nil>
+	// true
+}
+
+// An object created on an ordinary goroutine keeps that goroutine on its OS
+// thread until Close; other goroutines are refused.
+func ExampleNew() {
+	ctx := context.Background()
+	obj, err := threadguard.New(affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(obj.With(ctx, func(p unsafe.Pointer) error {
+		affine.Add(p, 1)
+		return nil
+	}))
+	done := make(chan error)
+	go func() {
+		done <- obj.With(ctx, func(unsafe.Pointer) error { return nil })
+	}()
+	fmt.Println(errors.Is(<-done, threadguard.ErrWrongThread))
+	fmt.Println(obj.Close())
+	// Output:
+	// <nil>
+	// true
+	// <nil>
+}
+
+func ExampleError() {
+	err := threadguard.Handle{}.Destroy()
+	var e *threadguard.Error
+	if errors.As(err, &e) {
+		fmt.Println(e.Op, errors.Is(err, threadguard.ErrNullHandle))
+	}
+	// Output:
+	// tg_destroy true
+}
+
+// C code calls Go on a thread that Go did not create: here a pthread that
+// registers an object and borrows it with the Callback as its tg_borrow_fn.
+func ExampleCallback() {
+	seen := make(chan int64, 1)
+	cb := threadguard.NewCallback(func(obj unsafe.Pointer) {
+		seen <- affine.Add(obj, 42)
+	})
+	defer cb.Close()
+	res, err := affine.BorrowOnNewThread(cb.Func(), cb.Context())
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(<-seen, res.WithStatus)
+	// Output:
+	// 42 0
+}

@@ -1,0 +1,180 @@
+package threadguard
+
+// #include "shim.h"
+import "C"
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Object is a native object registered with the library and bound to its
+// owner: a Thread, or the goroutine that created it.
+//
+// Created by work running on a Thread (see Thread.New), the object is owned
+// by that Thread's OS thread, and With and Close route there from any
+// goroutine.
+//
+// Created anywhere else, the object is owned by the creating goroutine's
+// current OS thread, and New locks the goroutine to that thread
+// (runtime.LockOSThread) for as long as the object lives. With and Close
+// then work only from that goroutine: from any other they return
+// ErrWrongThread and touch nothing.
+//
+// An Object dropped without Close is destroyed on its owner thread after
+// the garbage collector finds it unreachable (see New).
+type Object struct {
+	h       Handle
+	tag     Tag
+	thread  *Thread // the owner, or nil when pinned to the creating goroutine
+	closed  atomic.Bool
+	cleanup runtime.Cleanup
+}
+
+// New calls create and registers the object it returns (tg_register) with
+// type tag tag and destructor destroy, on the same OS thread: the goroutine
+// is locked before create runs, so a thread-affine constructor and the
+// registration cannot land on different threads.
+//
+// destroy is a C function pointer of type tg_destructor (void (*)(void *)),
+// or nil; the library calls it exactly once, on the owner thread. The object
+// pointer must not point to Go memory. If create fails, New returns its
+// error. If the registration fails, New runs destroy on the object at once
+// and returns the library's error (ErrInvalidArgument for tag 0, ErrShutDown
+// during the Thread's Close).
+//
+// Called from work running on a Thread, New binds the object to that
+// Thread. Called anywhere else, it binds the object to the calling
+// goroutine, which stays locked to its OS thread until the object is closed:
+// one lock count per live object, released by the successful Close. If the
+// object is dropped instead, its cleanup cannot release the lock from the
+// garbage collector's goroutine; the release is owed, and the owner pays it
+// at its next call into this package. A goroutine that exits with live
+// objects ends its OS thread (it is locked), and the thread's exit destroys
+// them; the process's main thread is the exception, as Go parks it instead.
+//
+// A forgotten object's cleanup (runtime.AddCleanup) asks the owner thread to
+// destroy it (tg_destroy_later). A Thread is also asked to run that at once;
+// a pinned goroutine does so at its next call into the library (or
+// RunPending). Close remains the normal way to destroy an object.
+func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
+	runtime.LockOSThread() // kept when the object is pinned to this goroutine
+	owner := currentThread()
+	defer func() {
+		if owner != nil || o == nil {
+			runtime.UnlockOSThread()
+		}
+	}()
+	pins.settle()
+	obj, err := create()
+	if err != nil {
+		return nil, err
+	}
+	var ch C.tg_handle
+	if err := check("tg_register", C.tg_register(C.uint32_t(tag), obj, C.tg_destructor(destroy), &ch)); err != nil {
+		C.tgo_run_destructor(C.tg_destructor(destroy), obj)
+		return nil, err
+	}
+	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, thread: owner}
+	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, thread: owner})
+	return o, nil
+}
+
+// Handle returns the object's handle, for C code or for the checked calls
+// of Handle, which do not route.
+func (o *Object) Handle() Handle { return o.h }
+
+// Thread returns the Thread the object is bound to, or nil if it is bound
+// to the goroutine that created it.
+func (o *Object) Thread() *Thread { return o.thread }
+
+// With borrows the object on its owner thread and calls fn with its
+// pointer; see Handle.With. For an object bound to a Thread, the call runs
+// there, and ctx applies as in Thread.Do. For an object bound to a
+// goroutine, With runs fn on the calling goroutine if that is the owner,
+// and otherwise returns ErrWrongThread without calling it.
+func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) error {
+	defer runtime.KeepAlive(o)
+	if o.thread != nil {
+		return o.thread.Do(ctx, func() error { return o.h.With(o.tag, fn) })
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return o.h.With(o.tag, fn)
+}
+
+// Close destroys the object on its owner thread, running its destructor,
+// and cancels its cleanup. It is idempotent: after a successful Close, and
+// after the Close of the object's Thread (which destroyed it), it returns
+// nil.
+//
+// For an object bound to a goroutine, only that goroutine can close it:
+// from another goroutine Close returns ErrWrongThread and changes nothing
+// (the lock it would release is the owner's). Close from inside the
+// object's own With returns ErrBusy. If the library reports that the object
+// is already gone (ErrStale: something destroyed its handle directly;
+// ErrOwnerExited: its owner thread exited), Close returns that error once
+// and the Object counts as closed.
+func (o *Object) Close() error {
+	defer runtime.KeepAlive(o)
+	if o.closed.Load() {
+		return nil
+	}
+	if o.thread == nil {
+		return o.destroy()
+	}
+	err := o.thread.Do(context.Background(), o.destroy)
+	if errors.Is(err, ErrShutDown) && o.closed.CompareAndSwap(false, true) {
+		o.cleanup.Stop() // the Thread's Close destroys it, or has
+		return nil
+	}
+	return err
+}
+
+// destroy runs on the owner thread (or, for a pinned object, on the caller,
+// where the library refuses it unless that is the owner).
+func (o *Object) destroy() error {
+	if o.closed.Load() {
+		return nil
+	}
+	err := o.h.Destroy()
+	gone := errors.Is(err, ErrStale) || errors.Is(err, ErrOwnerExited)
+	if err != nil && !gone {
+		return err // refused; nothing changed
+	}
+	if !o.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	o.cleanup.Stop()
+	if o.thread == nil && !errors.Is(err, ErrOwnerExited) {
+		// Destroyed by the owner (or found destroyed there): this is the
+		// owner goroutine, holding the lock New took for the object.
+		runtime.UnlockOSThread()
+	}
+	return err
+}
+
+// forgotten is what an Object's cleanup needs; it must not refer to the
+// Object itself.
+type forgotten struct {
+	h      Handle
+	thread *Thread
+}
+
+// destroy runs on the cleanup goroutine once the Object is unreachable.
+func (f forgotten) destroy() {
+	err := f.h.DestroyLater()
+	switch {
+	case err != nil:
+		// ErrOwnerExited: the owner's exit (or its Thread's Close) already
+		// destroyed the object, and released any lock with the thread.
+	case f.thread != nil:
+		f.thread.poke()
+	default:
+		pins.owe(f.h.Owner)
+	}
+}

@@ -1,0 +1,325 @@
+package threadguard
+
+// #include "shim.h"
+import "C"
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Thread is a goroutine locked to its own OS thread that runs submitted
+// work, one function at a time, in submission order. Objects created by work
+// running on a Thread are owned by its OS thread, and their methods route
+// calls there from any goroutine.
+//
+// A Thread lives until Close. One that is never closed keeps its goroutine
+// and OS thread until the process exits.
+type Thread struct {
+	name string
+	id   uint64
+	wake chan struct{} // capacity 1: "the queue or closing changed"
+	done chan struct{} // closed once the goroutine has cleaned up
+	err  error         // tg_thread_cleanup's result, read after done
+
+	poked atomic.Bool // a RunPending is queued (see poke)
+
+	mu      sync.Mutex
+	queue   []*task
+	closing bool
+
+	current *task // the task being run; only the Thread's goroutine uses it
+}
+
+// task is one submitted function. Its state moves once, from queued to
+// running (the Thread takes it) or to dropped (its context was cancelled
+// while it waited, or Close failed it): exactly one side reports its result.
+type task struct {
+	fn    func() error
+	state atomic.Int32
+	res   chan error // capacity 1, so reporting never blocks
+}
+
+const (
+	queued int32 = iota
+	running
+	dropped
+)
+
+// threads maps a Thread's ID to the Thread while its goroutine runs.
+var threads sync.Map
+
+// NewThread starts a Thread: a goroutine locked to an OS thread of its own
+// (never the process's main thread), which the library knows by name
+// (tg_set_thread_name) in its messages. The goroutine never unlocks: when
+// the Thread is closed it exits, and Go ends the OS thread with it.
+func NewThread(name string) (*Thread, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return nil, newError("NewThread", ErrInvalidArgument, "name contains a NUL byte")
+	}
+	t := &Thread{name: name, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	started := make(chan error, 1)
+	go t.loop(started)
+	if err := <-started; err != nil {
+		<-t.done
+		return nil, err
+	}
+	return t, nil
+}
+
+// ID returns the library's ID of the Thread's OS thread: the owner ID in the
+// handles of objects it owns.
+func (t *Thread) ID() uint64 { return t.id }
+
+// Name returns the name the Thread was started with.
+func (t *Thread) Name() string { return t.name }
+
+// String returns the ID and name, as in `7 ("gl-main")`.
+func (t *Thread) String() string { return threadLabel(t.id, t.name) }
+
+// Do runs fn on t and returns its error.
+//
+// While fn waits in the queue, Do honours ctx: if ctx is done first, fn is
+// taken out of the queue, never runs, and Do returns ctx.Err(). Once fn has
+// started, Do waits for it to finish and returns its result even if ctx is
+// done meanwhile: code running on another OS thread cannot be interrupted,
+// and returning early would leave the caller not knowing whether fn's
+// effects happened. fn may watch ctx itself to stop early.
+//
+// A panic in fn is returned as an error wrapping ErrPanic; the Thread goes
+// on. After Close, or if Close is called while fn waits, Do returns an error
+// wrapping ErrShutDown. Called from work already running on t, Do runs fn
+// at once, inline, instead of waiting behind itself.
+func (t *Thread) Do(ctx context.Context, fn func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t.onThread() {
+		if t.isClosing() {
+			return t.shutDownError("Thread.Do")
+		}
+		return t.run(fn)
+	}
+	tk := &task{fn: fn, res: make(chan error, 1)}
+	if err := t.submit(tk, "Thread.Do"); err != nil {
+		return err
+	}
+	select {
+	case err := <-tk.res:
+		return err
+	case <-ctx.Done():
+		if tk.state.CompareAndSwap(queued, dropped) {
+			return ctx.Err()
+		}
+		return <-tk.res
+	}
+}
+
+// Go queues fn to run on t and returns at once. The channel receives fn's
+// error (nil on success, ErrPanic if it panicked, ErrShutDown if t was or
+// got closed before fn ran) exactly once, and is never closed. It is
+// buffered: a caller that does not care about the result may drop it.
+func (t *Thread) Go(fn func() error) <-chan error {
+	tk := &task{fn: fn, res: make(chan error, 1)}
+	if err := t.submit(tk, "Thread.Go"); err != nil {
+		tk.res <- err
+	}
+	return tk.res
+}
+
+// New creates an object on t and registers it there: it runs New(tag,
+// destroy, create) on t, so the object is owned by t's OS thread and its
+// methods route calls there. ctx applies as in Do.
+func (t *Thread) New(ctx context.Context, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (*Object, error) {
+	var o *Object
+	err := t.Do(ctx, func() (err error) {
+		o, err = New(tag, destroy, create)
+		return err
+	})
+	return o, err
+}
+
+// Close stops t: work still queued fails with ErrShutDown, the work running
+// now (if any) finishes, and then, on t's OS thread, tg_thread_cleanup runs
+// what is pending and destroys every object the thread still owns. The
+// goroutine then exits while still locked, so Go retires the OS thread. Close
+// waits for all that and returns the cleanup's error; later calls return the
+// same. Called from work running on t, Close starts the shutdown and returns
+// nil at once: the cleanup runs when that work returns.
+func (t *Thread) Close() error {
+	t.shutdown()
+	if t.onThread() {
+		return nil
+	}
+	<-t.done
+	return t.err
+}
+
+// loop is the Thread's goroutine.
+func (t *Thread) loop(started chan<- error) {
+	runtime.LockOSThread() // never undone: the OS thread ends with the goroutine
+	if C.tgo_is_main_thread() != 0 {
+		// Go parks the main thread instead of ending it when a goroutine
+		// locked there exits, so its thread-exit hooks would never run.
+		// Start over on a goroutine that cannot run here while this one
+		// holds the main thread, then give the main thread back.
+		moved := make(chan struct{})
+		go func() {
+			runtime.LockOSThread()
+			close(moved)
+			t.loop(started)
+		}()
+		<-moved
+		runtime.UnlockOSThread()
+		return
+	}
+	defer t.exit()
+	t.id = uint64(C.tg_current_thread_id())
+	name := C.CString(t.name)
+	err := check("tg_set_thread_name", C.tg_set_thread_name(name))
+	C.free(unsafe.Pointer(name))
+	if err != nil {
+		t.shutdown()
+		started <- err
+		return
+	}
+	threads.Store(t.id, t)
+	started <- nil
+	for {
+		tk := t.next()
+		if tk == nil {
+			return
+		}
+		if !tk.state.CompareAndSwap(queued, running) {
+			continue // its Do gave up waiting
+		}
+		t.current = tk
+		tk.res <- t.run(tk.fn)
+		t.current = nil
+	}
+}
+
+// exit runs on the Thread's goroutine as it ends: after Close, and also if
+// work called runtime.Goexit, which ends the goroutine whatever run does.
+func (t *Thread) exit() {
+	t.shutdown()
+	if tk := t.current; tk != nil {
+		tk.res <- newError("Thread.Do", ErrPanic, "work called runtime.Goexit on thread "+t.String())
+	}
+	t.err = check("tg_thread_cleanup", C.tg_thread_cleanup())
+	threads.Delete(t.id)
+	close(t.done)
+}
+
+// run calls fn, turning a panic into an error.
+func (t *Thread) run(fn func() error) error {
+	return guard("Thread.Do", fn)
+}
+
+// next takes the next task, waiting for one; nil once t is closing.
+func (t *Thread) next() *task {
+	for {
+		t.mu.Lock()
+		if len(t.queue) > 0 {
+			tk := t.queue[0]
+			t.queue[0] = nil
+			t.queue = t.queue[1:]
+			t.mu.Unlock()
+			return tk
+		}
+		closing := t.closing
+		t.mu.Unlock()
+		if closing {
+			return nil
+		}
+		<-t.wake
+	}
+}
+
+// submit queues tk, or returns ErrShutDown if t is closing.
+func (t *Thread) submit(tk *task, op string) error {
+	t.mu.Lock()
+	if t.closing {
+		t.mu.Unlock()
+		return t.shutDownError(op)
+	}
+	t.queue = append(t.queue, tk)
+	t.mu.Unlock()
+	t.signal()
+	return nil
+}
+
+// shutdown marks t closing and fails what is queued. It does not wait.
+func (t *Thread) shutdown() {
+	t.mu.Lock()
+	if t.closing {
+		t.mu.Unlock()
+		return
+	}
+	t.closing = true
+	q := t.queue
+	t.queue = nil
+	t.mu.Unlock()
+	for _, tk := range q {
+		if tk.state.CompareAndSwap(queued, dropped) {
+			tk.res <- t.shutDownError("Thread.Close")
+		}
+	}
+	t.signal()
+}
+
+func (t *Thread) isClosing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closing
+}
+
+func (t *Thread) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// poke asks t to run pending destruction soon (tg_run_pending), so that
+// objects whose cleanup queued their destruction do not wait for unrelated
+// work. Pokes coalesce: at most one is queued at a time.
+func (t *Thread) poke() {
+	if !t.poked.CompareAndSwap(false, true) {
+		return
+	}
+	t.Go(func() error {
+		t.poked.Store(false)
+		return RunPending()
+	})
+}
+
+// onThread reports whether the caller is t's goroutine. Only that goroutine
+// runs on t's OS thread (it is locked there), so comparing thread IDs is
+// exact even for an unlocked caller.
+func (t *Thread) onThread() bool {
+	return uint64(C.tg_current_thread_id()) == t.id
+}
+
+func (t *Thread) shutDownError(op string) error {
+	return newError(op, ErrShutDown, "thread "+t.String()+" is closed")
+}
+
+// currentThread returns the Thread whose goroutine is calling, or nil.
+func currentThread() *Thread {
+	if t, ok := threads.Load(uint64(C.tg_current_thread_id())); ok {
+		return t.(*Thread)
+	}
+	return nil
+}
+
+// queued returns the number of tasks in the queue, for tests.
+func (t *Thread) queued() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.queue)
+}
