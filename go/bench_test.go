@@ -9,11 +9,13 @@ import (
 	"threadguard.dev/threadguard/internal/affine"
 )
 
-// The benchmarks price one call on a thread-affine object four ways, to be
+// The benchmarks price one call on a thread-affine object five ways, to be
 // read side by side (they assert nothing about time):
 //
 //	RawCgo         the C call itself, unchecked, on a locked goroutine
-//	PinnedWith     Object.With on the goroutine that owns the object
+//	PinnedCall     Object.Call on the owner goroutine: checked, one cgo call
+//	PinnedWith     Object.With on the goroutine that owns the object (a Go
+//	               callback from C inside the borrow)
 //	ThreadDo       Object.With from another goroutine, routed to a Thread
 //	LockedChannel  the hand-written alternative: a locked goroutine fed by a
 //	               channel, with no checks
@@ -40,6 +42,24 @@ func BenchmarkPinnedWith(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		if err := o.With(ctx, add1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPinnedCall is the checked call that stays in C: one cgo call into
+// tg_with, which runs the C borrow function (no callback into Go).
+func BenchmarkPinnedCall(b *testing.B) {
+	o, err := New(affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	ctx := context.Background()
+	add, one := affine.AddBorrow(), new(int64)
+	*one = 1
+	for b.Loop() {
+		if err := o.Call(ctx, add, unsafe.Pointer(one)); err != nil {
 			b.Fatal(err)
 		}
 	}

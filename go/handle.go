@@ -67,6 +67,18 @@ func (h Handle) With(tag Tag, fn func(obj unsafe.Pointer) error) error {
 	return ferr
 }
 
+// Call borrows the object h names, on the calling OS thread, and calls the C
+// function fn (a tg_borrow_fn: void (*)(void *object, void *context)) with
+// it and context, in a single cgo call: the fast path for work that stays in
+// C. The checks and errors are those of With; fn must not keep the object
+// pointer, and context, if it points to Go memory, must hold no Go pointers
+// (the cgo pointer rules).
+func (h Handle) Call(tag Tag, fn, context unsafe.Pointer) error {
+	return callLocked("tg_with", func() C.tg_status {
+		return C.tg_with(h.c(), C.uint32_t(tag), C.tg_borrow_fn(fn), context)
+	})
+}
+
 // Destroy runs the object's destructor now. Only the owner thread may do
 // so: from another thread it returns ErrWrongThread and destroys nothing.
 func (h Handle) Destroy() error {

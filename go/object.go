@@ -107,6 +107,20 @@ func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) er
 	return o.h.With(o.tag, fn)
 }
 
+// Call is With for a C borrow function (see Handle.Call): fn runs with the
+// object and context on the owner thread, in one cgo call there, without a
+// callback into Go.
+func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
+	defer runtime.KeepAlive(o)
+	if o.thread != nil {
+		return o.thread.Do(ctx, func() error { return o.h.Call(o.tag, fn, context) })
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return o.h.Call(o.tag, fn, context)
+}
+
 // Close destroys the object on its owner thread, running its destructor,
 // and cancels its cleanup. It is idempotent: after a successful Close, and
 // after the Close of the object's Thread (which destroyed it), it returns

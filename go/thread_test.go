@@ -317,3 +317,30 @@ func TestRegistrationFailureRunsTheDestructor(t *testing.T) {
 		return err
 	}(), ErrLimit)
 }
+
+func TestCallRunsTheCFunctionOnTheOwnerAndRefusesElsewhere(t *testing.T) {
+	th := newThread(t, "call-owner")
+	o, _ := newAffine(t, th)
+	defer o.Close()
+	n := new(int64)
+	*n = 5
+	if err := o.Call(context.Background(), affine.AddBorrow(), unsafe.Pointer(n)); err != nil {
+		t.Fatal(err)
+	}
+	var value int64
+	read := func(obj unsafe.Pointer) error { value = affine.Value(obj); return nil }
+	if err := o.With(context.Background(), read); err != nil {
+		t.Fatal(err)
+	}
+	if value != 5 {
+		t.Fatalf("value after Call = %d, want 5", value)
+	}
+	misuseBefore := affine.ReadStats().Misuse
+	err := o.Handle().Call(affine.Tag, affine.AddBorrow(), unsafe.Pointer(n)) // from this goroutine, not the owner
+	if !errors.Is(err, ErrWrongThread) {
+		t.Fatalf("Handle.Call from another thread: %v, want ErrWrongThread", err)
+	}
+	if got := affine.ReadStats().Misuse; got != misuseBefore {
+		t.Fatalf("a refused Call reached the C library: misuse %d -> %d", misuseBefore, got)
+	}
+}

@@ -112,6 +112,10 @@ int64_t affine_add(affine *a, int64_t n) {
 	return *v;
 }
 
+void affine_add_borrow(void *object, void *context) {
+	affine_add((affine *)object, *(const int64_t *)context);
+}
+
 int64_t affine_value(const affine *a) {
 	note_misuse(a);
 	return *slot_ref(a->slot);

@@ -37,6 +37,10 @@ func New() (unsafe.Pointer, error) {
 // Destructor returns affine's destructor, a C tg_destructor.
 func Destructor() unsafe.Pointer { return unsafe.Pointer(C.affine_destroy) }
 
+// AddBorrow returns affine_add_borrow, a C tg_borrow_fn that adds
+// *(int64_t *)context to the object; use it with Handle.Call.
+func AddBorrow() unsafe.Pointer { return unsafe.Pointer(C.affine_add_borrow) }
+
 // Destroy runs the destructor directly.
 func Destroy(obj unsafe.Pointer) { C.affine_destroy(obj) }
 

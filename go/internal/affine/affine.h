@@ -22,6 +22,9 @@ typedef struct affine affine;
 affine *affine_new(void);
 /* Adds n to the object's value and returns the new value. */
 int64_t affine_add(affine *a, int64_t n);
+/* A tg_borrow_fn: adds *(int64_t *)context to the object. For checked calls
+ * that stay in C (tg_with(h, AFFINE_TAG, affine_add_borrow, &n)). */
+void affine_add_borrow(void *object, void *context);
 /* Returns the object's value. */
 int64_t affine_value(const affine *a);
 /* Process-unique serial number of the object (from 1). */
