@@ -68,6 +68,26 @@
 #define TG_ABI_VERSION 1
 
 /**
+ * The `owner` field of every runner handle. No thread ID takes this value.
+ */
+#define TG_RUNNER_OWNER 18446744073709551615ull
+
+/**
+ * The `owner` field of every completion-queue handle. No thread ID takes this value.
+ */
+#define TG_CQ_OWNER 18446744073709551614ull
+
+/**
+ * The largest queue capacity tg_runner_start and tg_cq_create accept (a bound, not a preallocation).
+ */
+#define TG_MAX_QUEUE_CAPACITY 16777216
+
+/**
+ * A timeout that never expires.
+ */
+#define TG_TIMEOUT_INFINITE -1
+
+/**
  * A status code: `TG_OK` (0) or one of the `TG_ERR_*` codes.
  */
 typedef int32_t tg_status;
@@ -171,6 +191,26 @@ typedef struct tg_handle {
  * The object pointer is valid only until it returns; do not keep it.
  */
 typedef void (*tg_borrow_fn)(void *object, void *context);
+
+/**
+ * Work for a runner: called once, on the runner thread, with the context it was posted with.
+ * It may store a result in `*out_result` (which starts as NULL). It may call into threadguard
+ * (objects it registers are owned by the runner). It must not unwind.
+ */
+typedef void (*tg_work_fn)(void *context, void **out_result);
+
+/**
+ * Receives the outcome of posted work, exactly once, on the runner thread: `status` TG_OK with
+ * the work's `result`, or an error code with `result` NULL (the work did not run). It may call
+ * into threadguard; it must not unwind.
+ */
+typedef void (*tg_completion_fn)(void *context, tg_status status, void *result);
+
+/**
+ * Receives a completion-queue entry that will never be waited for (its queue was destroyed),
+ * exactly once, with the entry's tag, status and result. It must not unwind.
+ */
+typedef void (*tg_discard_fn)(uint64_t tag, tg_status status, void *result);
 
 
 
@@ -343,8 +383,9 @@ tg_status tg_destroy(struct tg_handle handle);
 
 /**
  * Asks the owner to destroy the object; callable from any thread (e.g. a garbage collector's
- * finalizer). The owner runs the destructor at its next successful threadguard call, at
- * tg_run_pending, at tg_thread_cleanup, or at its exit; never on another thread.
+ * finalizer). The owner runs the destructor right after its next successful tg_register, tg_with
+ * or tg_destroy (outside any borrow), at tg_run_pending, at tg_thread_cleanup, or at its exit;
+ * never on another thread. Queries (tg_owner_of, tg_get_stats, ...) do not run requests.
  *
  * Returns TG_OK when queued; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED if the owner has exited
  * or is exiting (its exit destroys its objects); TG_ERR_STALE if the owner ID was never issued,
@@ -390,6 +431,209 @@ tg_status tg_owner_of(struct tg_handle handle, uint64_t *out_thread_id);
  * Returns 0 only while the thread's thread-local destructors run (after its cleanup).
  */
 uint64_t tg_current_thread_id(void);
+
+/**
+ * Starts a runner: a new thread named `name` that runs work posted from any thread and owns
+ * every object that work registers. Writes its handle to `*out_runner`; the handle may be used
+ * from any thread. Returns once the thread is running (tg_runner_thread_id answers at once).
+ *
+ * `name` may be NULL ("threadguard-runner"); invalid UTF-8 is replaced. `queue_capacity`
+ * (1 to TG_MAX_QUEUE_CAPACITY) bounds the jobs waiting in its queue: posting to a full queue
+ * returns TG_ERR_LIMIT at once; a blocking tg_runner_call waits for room until its timeout.
+ * Stop the runner with tg_runner_stop before the process exits.
+ *
+ * Returns TG_OK; TG_ERR_NULL_POINTER if `out_runner` is NULL; TG_ERR_INVALID_ARGUMENT for a
+ * capacity of 0 or above TG_MAX_QUEUE_CAPACITY; TG_ERR_LIMIT if the thread cannot be created.
+ * On error `*out_runner` is untouched.
+ *
+ * Example (complete; link with -lthreadguard -lpthread -ldl -lm):
+ *
+ * ```c
+ * #include <stdio.h>
+ * #include <stdlib.h>
+ * #include "threadguard.h"
+ *
+ * static void make_answer(void *context, void **out_result) {   // runs on the runner
+ *     int *answer = malloc(sizeof *answer);
+ *     *answer = 40 + *(int *)context;
+ *     *out_result = answer;
+ * }
+ *
+ * int main(void) {
+ *     static int two = 2;
+ *     tg_handle runner, cq;
+ *     void *result;
+ *     uint64_t tag;
+ *     tg_status status;
+ *     if (tg_runner_start("model", 1024, &runner) != TG_OK) return 1;
+ *     // Blocking call, at most one second:
+ *     if (tg_runner_call(runner, make_answer, &two, 1000, NULL, &result) == TG_OK) {
+ *         printf("call: %d\n", *(int *)result);                        // call: 42
+ *         free(result);
+ *     }
+ *     // Asynchronous, with the result delivered to a completion queue:
+ *     tg_cq_create(64, NULL, &cq);
+ *     tg_runner_post_to_queue(runner, make_answer, &two, cq, 7);      // returns at once
+ *     if (tg_cq_wait(cq, TG_TIMEOUT_INFINITE, &tag, &status, &result) == TG_OK && status == TG_OK) {
+ *         printf("entry %llu: %d\n", (unsigned long long)tag, *(int *)result);   // entry 7: 42
+ *         free(result);
+ *     }
+ *     tg_cq_destroy(cq);
+ *     tg_runner_stop(runner);   // destroys what the runner owns, on the runner; joins it
+ *     return 0;
+ * }
+ * ```
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `out_runner` must be NULL or valid for
+ * writing one `tg_handle`.
+ */
+tg_status tg_runner_start(const char *name, uint32_t queue_capacity, struct tg_handle *out_runner);
+
+/**
+ * Queues `work(context, &result)` to run on the runner, then `done(context, status, result)`
+ * on the runner. Never blocks. If this returns TG_OK, `done` runs exactly once: with TG_OK and
+ * the work's result, or with TG_ERR_SHUT_DOWN (result NULL; the work did not run) if the runner
+ * was stopped before the work started. `done` may be NULL (nothing is reported). If this
+ * returns an error, neither function runs and `context` is still the caller's.
+ *
+ * Returns TG_OK; otherwise nothing is queued and, checked in this order: TG_ERR_NULL_HANDLE;
+ * TG_ERR_WRONG_TYPE (an object or completion-queue handle); TG_ERR_STALE (a forged or
+ * corrupted runner handle); TG_ERR_SHUT_DOWN (the runner is stopped or stopping);
+ * TG_ERR_NULL_POINTER (`work` is NULL); TG_ERR_LIMIT (its queue is full: try again later).
+ *
+ * # Safety
+ * `work(context, ...)` and `done(context, ...)` must be sound to call on the runner thread,
+ * and `context` must stay valid until `done` runs (or, with `done` NULL, until `work` returns).
+ */
+tg_status tg_runner_post(struct tg_handle runner, tg_work_fn work, void *context, tg_completion_fn done);
+
+/**
+ * Queues `work(context, &result)` to run on the runner; its outcome becomes the entry
+ * `(tag, status, result)` of the completion queue `cq`, for any thread to take with
+ * tg_cq_wait. Never blocks. Room in `cq` is reserved now, so if this returns TG_OK the entry
+ * arrives exactly once (status TG_OK with the work's result, or TG_ERR_SHUT_DOWN with result
+ * NULL if the runner was stopped before the work started) and is never dropped for lack of room.
+ * If `cq` is destroyed meanwhile, the entry goes to its discard function instead.
+ *
+ * Returns TG_OK; otherwise nothing is queued and, in this order: the runner handle's errors
+ * (TG_ERR_NULL_HANDLE, TG_ERR_WRONG_TYPE, TG_ERR_STALE, TG_ERR_SHUT_DOWN);
+ * TG_ERR_NULL_POINTER (`work` is NULL); the queue handle's errors (TG_ERR_NULL_HANDLE,
+ * TG_ERR_WRONG_TYPE, TG_ERR_STALE, TG_ERR_SHUT_DOWN if `cq` was destroyed); TG_ERR_LIMIT
+ * (`cq`'s entries and outstanding completions fill its capacity, or the runner's queue is full);
+ * TG_ERR_SHUT_DOWN (the runner is stopping).
+ *
+ * # Safety
+ * `work(context, ...)` must be sound to call on the runner thread; `context` must stay valid
+ * until the entry tagged `tag` has been taken (or discarded); the result may be used on
+ * whichever thread takes the entry.
+ */
+tg_status tg_runner_post_to_queue(struct tg_handle runner, tg_work_fn work, void *context, struct tg_handle cq, uint64_t tag);
+
+/**
+ * Runs `work(context, &result)` on the runner and waits for it, at most `timeout_ms`
+ * milliseconds (TG_TIMEOUT_INFINITE: as long as it takes; waiting for room in a full queue
+ * counts too), then writes the work's result to `*out_result`.
+ *
+ * On TG_ERR_TIMEOUT the caller stops waiting and the work is given up: cancelled if it has not
+ * started (it never runs), left to finish if it has. Either way `abandon(context, status,
+ * result)`, if not NULL, runs later, exactly once, on the runner, when the library is done with
+ * `context`: with TG_OK and the late result (now yours to free), or with an error code and
+ * result NULL (the work never ran). So after a timeout, release `context` and any late result
+ * in `abandon`, not at once. With `abandon` NULL a late result is dropped. `abandon` runs only
+ * after TG_ERR_TIMEOUT.
+ *
+ * Returns TG_OK (the work ran; `*out_result` holds its result); otherwise `*out_result` is
+ * untouched and, in this order: TG_ERR_NULL_HANDLE; TG_ERR_WRONG_TYPE; TG_ERR_STALE;
+ * TG_ERR_SHUT_DOWN (the runner is stopped or stopping); TG_ERR_NULL_POINTER (`work` or
+ * `out_result` is NULL); TG_ERR_INVALID_ARGUMENT (`timeout_ms` below -1); TG_ERR_BUSY
+ * (called on the runner's own thread, where it would wait for itself forever; nothing is
+ * queued); TG_ERR_LIMIT (the queue stayed full until the timeout; nothing was queued);
+ * TG_ERR_TIMEOUT (see above); TG_ERR_SHUT_DOWN (the runner stopped before the work started;
+ * it did not run).
+ *
+ * # Safety
+ * `work(context, ...)` and `abandon(context, ...)` must be sound to call on the runner thread;
+ * `context` must stay valid until this returns TG_OK or an error other than TG_ERR_TIMEOUT,
+ * or after TG_ERR_TIMEOUT until `abandon` runs. `out_result` must be NULL or valid for
+ * writing one pointer.
+ */
+tg_status tg_runner_call(struct tg_handle runner, tg_work_fn work, void *context, int64_t timeout_ms, tg_completion_fn abandon, void **out_result);
+
+/**
+ * Stops a runner and joins its thread, in this order: it stops accepting work (posts get
+ * TG_ERR_SHUT_DOWN); the job it is running finishes; every job that has not started is
+ * failed with TG_ERR_SHUT_DOWN, exactly once and on the runner (its `done` runs, its queue
+ * entry is delivered, its blocked caller returns); everything the runner owns is destroyed on
+ * the runner (as by tg_thread_cleanup); the thread exits and is joined. Afterwards the handle
+ * answers TG_ERR_SHUT_DOWN, and handles of objects the runner owned TG_ERR_OWNER_EXITED.
+ * The join waits for the running job: do not stop a runner from work that it is itself
+ * waiting for (say, runner A's work stopping runner B while B's work blocks in a
+ * tg_runner_call to A).
+ *
+ * Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_WRONG_TYPE; TG_ERR_STALE; TG_ERR_SHUT_DOWN
+ * (already stopped, or being stopped by another thread); TG_ERR_BUSY (called on the runner's
+ * own thread, from its work, a callback or a destructor, where it would join itself: nothing
+ * happens; stop it from another thread); TG_ERR_PANIC (the runner thread panicked; it is gone).
+ */
+tg_status tg_runner_stop(struct tg_handle runner);
+
+/**
+ * Writes the threadguard ID of the runner's thread to `*out_thread_id`: the owner of every
+ * object its work registers (compare with tg_owner_of). Any thread may ask.
+ *
+ * Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_WRONG_TYPE; TG_ERR_STALE; TG_ERR_SHUT_DOWN (the
+ * runner has been stopped); TG_ERR_NULL_POINTER if `out_thread_id` is NULL.
+ *
+ * # Safety
+ * `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+ */
+tg_status tg_runner_thread_id(struct tg_handle runner, uint64_t *out_thread_id);
+
+/**
+ * Creates a completion queue with room for `capacity` entries (1 to TG_MAX_QUEUE_CAPACITY),
+ * counting both entries waiting to be taken and completions of work posted to it and not yet
+ * finished. Any thread may use the handle. `discard` (may be NULL) receives, exactly once
+ * each, the entries that will never be waited for because the queue was destroyed.
+ *
+ * Returns TG_OK; TG_ERR_NULL_POINTER if `out_cq` is NULL; TG_ERR_INVALID_ARGUMENT for a
+ * capacity of 0 or above TG_MAX_QUEUE_CAPACITY.
+ *
+ * # Safety
+ * `out_cq` must be NULL or valid for writing one `tg_handle`; `discard` must be sound to call
+ * on any thread that destroys the queue or runs work posted to it.
+ */
+tg_status tg_cq_create(uint32_t capacity, tg_discard_fn discard, struct tg_handle *out_cq);
+
+/**
+ * Takes the oldest entry of a completion queue, waiting at most `timeout_ms` milliseconds
+ * for one (TG_TIMEOUT_INFINITE: as long as it takes; 0: do not wait), and writes its tag,
+ * status (TG_OK, TG_ERR_SHUT_DOWN if the runner stopped before the work ran) and result (NULL
+ * unless the status is TG_OK). Any number of threads may wait; each entry goes to one of them.
+ * Waiting inside runner work for an entry that the same runner has yet to produce never
+ * succeeds (the runner is busy waiting): use a timeout there, or wait on another thread.
+ *
+ * Returns TG_OK (an entry was taken); otherwise nothing is written and, in this order:
+ * TG_ERR_NULL_HANDLE; TG_ERR_WRONG_TYPE (a runner or object handle); TG_ERR_STALE;
+ * TG_ERR_SHUT_DOWN (the queue was destroyed, also while waiting); TG_ERR_NULL_POINTER (an out
+ * pointer is NULL); TG_ERR_INVALID_ARGUMENT (`timeout_ms` below -1); TG_ERR_TIMEOUT.
+ *
+ * # Safety
+ * `out_tag`, `out_status` and `out_result` must each be NULL or valid for writing one value.
+ */
+tg_status tg_cq_wait(struct tg_handle cq, int64_t timeout_ms, uint64_t *out_tag, tg_status *out_status, void **out_result);
+
+/**
+ * Destroys a completion queue, from any thread. Threads waiting on it return
+ * TG_ERR_SHUT_DOWN. Entries still queued are passed to its `discard` function now, on this
+ * thread; completions of work posted to it that finish later go to `discard` on the runner
+ * that ran it (work already posted is not cancelled). With `discard` NULL they are dropped.
+ * Afterwards the handle answers TG_ERR_SHUT_DOWN.
+ *
+ * Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_WRONG_TYPE; TG_ERR_STALE; TG_ERR_SHUT_DOWN
+ * (already destroyed).
+ */
+tg_status tg_cq_destroy(struct tg_handle cq);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -264,7 +264,8 @@ impl ThreadState {
     /// Destroys everything this thread owns (cleanup and exit). Registrations made by
     /// destructors meanwhile are refused, so one sweep empties the table.
     fn destroy_all(&self) -> Result<(), Error> {
-        self.cleaning.set(true);
+        // Nested (a destructor calling thread_cleanup during exit): keep the outer flag.
+        let was_cleaning = self.cleaning.replace(true);
         let mut result = self.run_pending();
         loop {
             let keys = self.table.borrow().live_keys();
@@ -283,7 +284,7 @@ impl ThreadState {
         // Requests queued meanwhile named objects the sweep has destroyed.
         let late = self.record.inbox.take();
         inbox::settle(late.len());
-        self.cleaning.set(false);
+        self.cleaning.set(was_cleaning);
         result
     }
 }
@@ -296,7 +297,6 @@ pub(crate) fn exit_thread(state: &ThreadState) {
     let _ = state.destroy_keys(&queued, Reason::Deferred);
     inbox::settle(queued.len());
     let _ = state.destroy_all();
-    state.cleaning.set(true);
     identity::unregister_thread(state.id);
 }
 

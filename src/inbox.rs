@@ -2,7 +2,8 @@
 //!
 //! `tg_destroy_later` may be called on any thread (a Go finalizer runs wherever it likes), but
 //! only the owner may touch the object (I1). So a request from another thread carries just the
-//! handle's key into the owner's inbox; the owner runs it at its next entry, at
+//! handle's key into the owner's inbox; the owner runs it after its next successful
+//! register, borrow or destroy (outside any borrow), at
 //! `tg_run_pending`, at `tg_thread_cleanup`, or at its exit (I5).
 //!
 //! The race with the owner's exit is settled by one mutex: a push either happens before the
@@ -10,8 +11,9 @@
 //! owner) or after (and is refused with `TG_ERR_OWNER_EXITED`). Never accepted and lost, never
 //! run elsewhere. The owner's hot path reads only the `pending` flag, a plain atomic load.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::task::Waker;
 
 /// Requests queued process-wide and not yet run (the `deferred_pending` counter).
 static DEFERRED_PENDING: AtomicU64 = AtomicU64::new(0);
@@ -26,6 +28,9 @@ pub(crate) fn deferred_pending() -> u64 {
 pub(crate) struct Inbox {
     state: Mutex<InboxState>,
     pending: AtomicBool,
+    /// Woken after each push, if set: a thread that sleeps outside the library (a runner
+    /// waiting for work) learns that it has requests to run.
+    waker: OnceLock<Waker>,
 }
 
 #[derive(Debug, Default)]
@@ -49,7 +54,16 @@ impl Inbox {
         DEFERRED_PENDING.fetch_add(1, Ordering::Relaxed);
         // Release pairs with the owner's acquire load in `has_pending`.
         self.pending.store(true, Ordering::Release);
+        drop(state);
+        if let Some(waker) = self.waker.get() {
+            waker.wake_by_ref();
+        }
         Ok(())
+    }
+
+    /// Sets the waker that each later push wakes (once per inbox; later calls are ignored).
+    pub(crate) fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
     }
 
     /// Whether requests may be waiting. Cheap enough for every entry point.

@@ -33,6 +33,8 @@
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
 //! - `guard`: the checked operations (I2, I4, I6).
+//! - [`runner`]: a dedicated owner thread fed by a bounded queue, with callbacks, blocking
+//!   calls and completion queues, for hosts that cannot pin their callers.
 //! - [`diagnostics`]: counters, violation policy, versions.
 //! - [`ffi`]: the C ABI, and nothing else (I3).
 //!
@@ -53,6 +55,7 @@ mod state;
 mod table;
 
 pub mod ffi;
+pub mod runner;
 
 pub use api::{
     current_thread_id, destroy, destroy_as, destroy_later, last_error, owner_of, register, run_pending,

@@ -6,7 +6,7 @@
 use super::{TG_OK, tg_status};
 use crate::error::{Error, Status};
 use crate::guard::{panic_text, refuse};
-use crate::state::with_existing_state;
+use crate::state::{with_existing_state, with_state};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Runs an entry point's body and turns its outcome into a status code.
@@ -22,7 +22,11 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
             Error::new(Status::Panic, format!("{op}: panic: {text}"))
         }
     };
-    with_existing_state(|state| state.set_last_error(error.message()));
+    // Create the state if this thread has none yet: the message must not be lost.
+    let _ = with_state(|state| {
+        state.set_last_error(error.message());
+        Ok(())
+    });
     error.status().code()
 }
 

@@ -11,9 +11,11 @@ mod boundary;
 pub mod export;
 mod info;
 mod objects;
+mod runner;
 
 pub use info::*;
 pub use objects::*;
+pub use runner::*;
 
 use crate::error::Status;
 use static_assertions::const_assert_eq;
