@@ -14,7 +14,7 @@ TG_INCLUDE ?= include
 HEADER     := $(TG_INCLUDE)/threadguard.h
 STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
 
-.PHONY: all lib demo demo-c test test-rust lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
+.PHONY: all lib demo demo-c test test-rust test-loom lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
 
 all: lib
 
@@ -66,7 +66,12 @@ test-rust:
 	# Large and long tests (2^31 slot reuses, 10 million objects) in release.
 	$(CARGO) test --locked --release -- --ignored
 
-test: lint header-check unsafe-inventory test-rust lib c-tests c-tests-valgrind c-tests-asan test-go go-fuzz-smoke
+# Every interleaving of the runner's queue, call and stop logic (loom model checking).
+test-loom:
+	# A separate target directory keeps the loom build from invalidating the normal one.
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --locked --release --lib runner::loom
+
+test: lint header-check unsafe-inventory test-rust test-loom lib c-tests c-tests-valgrind c-tests-asan test-go go-fuzz-smoke
 	@echo "make test: all suites passed"
 
 clean:
