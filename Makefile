@@ -25,6 +25,7 @@ lib:
 $(STATIC_LIB): lib
 
 include tests/c/c-tests.mk
+include nim/nim.mk
 
 # The demo is a Go program driving a thread-affine C library through the Go wrapper;
 # `make demo-c` runs the C walkthrough of the same story.
@@ -71,7 +72,7 @@ test-loom:
 	# A separate target directory keeps the loom build from invalidating the normal one.
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --locked --release --lib runner::loom
 
-test: lint header-check unsafe-inventory test-rust test-loom lib c-tests c-tests-valgrind c-tests-asan test-go go-fuzz-smoke
+test: lint header-check unsafe-inventory test-rust test-loom lib c-tests c-tests-valgrind c-tests-asan nim-tests test-go go-fuzz-smoke
 	@echo "make test: all suites passed"
 
 clean:
