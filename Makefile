@@ -26,6 +26,7 @@ $(STATIC_LIB): lib
 
 include tests/c/c-tests.mk
 include nim/nim.mk
+include bench/bench.mk
 
 # The demo is a Go program driving a thread-affine C library through the Go wrapper;
 # `make demo-c` runs the C walkthrough of the same story.
@@ -61,6 +62,14 @@ go-fuzz-smoke: lib
 	cd go && $(GO) test -run '^$$' -fuzz=FuzzHandle -fuzztime=$(FUZZ_SECONDS)s .
 
 FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := misuse ffi_raw runner_raw
+
+# cargo-fuzz targets (stable toolchain, no sanitizer; see fuzz/README.md).
+fuzz-smoke:
+	@set -e; for target in $(FUZZ_TARGETS); do fuzz/run.sh $$target $(FUZZ_SECONDS); done
+
+fuzz:
+	@set -e; for target in $(FUZZ_TARGETS); do fuzz/run.sh $$target $${FUZZ_LONG_SECONDS:-600}; done
 
 test-rust:
 	$(CARGO) test --locked
@@ -72,7 +81,7 @@ test-loom:
 	# A separate target directory keeps the loom build from invalidating the normal one.
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --locked --release --lib runner::loom
 
-test: lint header-check unsafe-inventory test-rust test-loom lib c-tests c-tests-valgrind c-tests-asan nim-tests test-go go-fuzz-smoke
+test: lint header-check unsafe-inventory test-rust test-loom lib c-tests c-tests-valgrind c-tests-asan nim-tests nim-go-tests test-go go-fuzz-smoke fuzz-smoke
 	@echo "make test: all suites passed"
 
 clean:

@@ -3,13 +3,14 @@ package threadguard
 import (
 	"context"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
 	"threadguard.dev/threadguard/internal/affine"
 )
 
-// The benchmarks price one call on a thread-affine object five ways, to be
+// The benchmarks price one call on a thread-affine object six ways, to be
 // read side by side (they assert nothing about time):
 //
 //	RawCgo         the C call itself, unchecked, on a locked goroutine
@@ -17,8 +18,14 @@ import (
 //	PinnedWith     Object.With on the goroutine that owns the object (a Go
 //	               callback from C inside the borrow)
 //	ThreadDo       Object.With from another goroutine, routed to a Thread
+//	RunnerCall     Object.With from another goroutine, routed to a Runner
+//	               (Runner.Call: a round trip to a thread Go did not create;
+//	               RunnerCallCancellable: the same with a cancellable context)
 //	LockedChannel  the hand-written alternative: a locked goroutine fed by a
 //	               channel, with no checks
+//
+// RunnerPost prices the same call sent with Runner.Post, without waiting:
+// the runner's throughput, done callback included.
 
 func BenchmarkRawCgo(b *testing.B) {
 	runtime.LockOSThread()
@@ -89,6 +96,84 @@ func BenchmarkThreadDoParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+func BenchmarkRunnerCall(b *testing.B) {
+	r := newRunner(b, "bench", 1024)
+	o := newRunnerAffine(b, r)
+	ctx := context.Background()
+	for b.Loop() {
+		if err := o.With(ctx, add1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRunnerCallCancellable is RunnerCall with a context that can be
+// cancelled: a helper goroutine makes the blocking C call.
+func BenchmarkRunnerCallCancellable(b *testing.B) {
+	r := newRunner(b, "bench", 1024)
+	o := newRunnerAffine(b, r)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for b.Loop() {
+		if err := o.With(ctx, add1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRunnerCallParallel(b *testing.B) {
+	r := newRunner(b, "bench", 1024)
+	o := newRunnerAffine(b, r)
+	ctx := context.Background()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := o.With(ctx, add1); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkRunnerPost posts b.N calls from one goroutine, retrying when the
+// queue is full, and waits for every done: the time per op is the runner's
+// throughput.
+func BenchmarkRunnerPost(b *testing.B) {
+	r := newRunner(b, "bench", 1024)
+	o := newRunnerAffine(b, r)
+	h := o.Handle()
+	fn := func() error { return h.With(affine.Tag, add1) }
+	var done, failed atomic.Int64
+	count := func(err error) {
+		if err != nil {
+			failed.Add(1)
+		}
+		done.Add(1)
+	}
+	b.ResetTimer()
+	for range b.N {
+		for r.Post(fn, count) != nil {
+			runtime.Gosched()
+		}
+	}
+	for done.Load() < int64(b.N) {
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	if failed.Load() != 0 {
+		b.Fatalf("%d posted calls failed", failed.Load())
+	}
+}
+
+// newRunnerAffine creates an affine object on r.
+func newRunnerAffine(b *testing.B, r *Runner) *Object {
+	o, err := r.New(context.Background(), affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { o.Close() })
+	return o
 }
 
 // lockedWorker is the pattern many programs write by hand: a goroutine

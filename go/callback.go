@@ -60,11 +60,16 @@ func (c *Callback) Close() {
 //
 //export tgoInvoke
 func tgoInvoke(h C.uintptr_t, arg unsafe.Pointer) {
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(os.Stderr, "threadguard: panic in a Go function called from C: %v\n%s", r, debug.Stack())
-			os.Exit(2)
-		}
-	}()
+	defer fatalOnPanic("a Go function called from C")
 	cgo.Handle(h).Value().(func(unsafe.Pointer))(arg)
+}
+
+// fatalOnPanic, deferred by Go code that C calls, ends the program on a
+// panic, with the panic's message and stack: a panic must not unwind
+// through C frames, and there is no Go caller to return it to.
+func fatalOnPanic(what string) {
+	if r := recover(); r != nil {
+		fmt.Fprintf(os.Stderr, "threadguard: panic in %s: %v\n%s", what, r, debug.Stack())
+		os.Exit(2)
+	}
 }

@@ -15,12 +15,20 @@
 // # Owners
 //
 // An object is registered by New, which calls the constructor and
-// tg_register on one locked OS thread. It is bound to one of two owners:
+// tg_register on one locked OS thread. It is bound to one of three owners:
 //
 //   - A Thread: a goroutine locked to its own OS thread, running submitted
 //     work. Objects created by its work (Thread.New) are owned by it, and
 //     their With and Close route the call there from any goroutine.
-//   - The creating goroutine, when New is called outside a Thread. The
+//   - A Runner: a thread that the library starts (StartRunner) and Go did
+//     not create, running Go functions sent to it as callbacks from C. Its
+//     queue is bounded: Runner.Post reports ErrLimit when it is full, and
+//     Runner.Call waits for room, for as long as its context allows. Every
+//     accepted function's outcome is delivered exactly once, also when the
+//     Runner stops, to a done callback, a blocked Call, or a
+//     CompletionQueue. Objects created by its work (Runner.New) are owned
+//     by it and routed there like a Thread's.
+//   - The creating goroutine, when New is called anywhere else. The
 //     goroutine stays locked to its OS thread while it owns objects; calls
 //     from other goroutines get ErrWrongThread.
 //
@@ -58,13 +66,16 @@
 // Close destroys an object on its owner and is the normal path. An object
 // that becomes unreachable without Close is destroyed by its cleanup
 // (runtime.AddCleanup), which asks the owner thread to do it
-// (tg_destroy_later); a Thread is told to run that at once. Thread.Close
-// destroys everything the Thread still owns, on its thread.
+// (tg_destroy_later); a Thread is told to run that at once, and a Runner
+// does so unasked. Thread.Close and Runner.Stop destroy everything the
+// owner still owns, on its thread.
 //
 // # Callbacks
 //
 // Go functions called from C, including on threads Go did not create, go
-// through a Callback (a runtime/cgo.Handle behind a C function pointer).
+// through a Callback (a runtime/cgo.Handle behind a C function pointer). A
+// Runner's work reaches its thread the same way; a panic there is returned
+// as ErrPanic, never let through the C frames.
 //
 // # Raw handles
 //

@@ -40,8 +40,8 @@ var (
 	// (TG_ERR_INVALID_ARGUMENT).
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrPanic: a panic was caught: in the library (TG_ERR_PANIC), or in Go
-	// code that this package ran for the caller (work given to a Thread, a
-	// function given to With).
+	// code that this package ran for the caller (work given to a Thread or
+	// a Runner, a function given to With).
 	ErrPanic = errors.New("panic")
 	// ErrShutDown: the thread is shutting down or closed (TG_ERR_SHUT_DOWN);
 	// work submitted to a closed Thread gets it too.

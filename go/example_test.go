@@ -141,3 +141,91 @@ func ExampleCallback() {
 	// Output:
 	// 42 0
 }
+
+// A thread-affine C object owned by a Runner: a thread the library starts,
+// which runs Go functions sent from any goroutine.
+func ExampleRunner() {
+	ctx := context.Background()
+	model, err := threadguard.StartRunner("model", 64)
+	if err != nil {
+		panic(err)
+	}
+	defer model.Stop() // destroys what the runner still owns, on the runner
+
+	// Created and registered on the runner's thread, which now owns it.
+	counter, err := model.New(ctx, affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		panic(err)
+	}
+
+	// Any goroutine may call it: the call runs on the runner.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counter.With(ctx, func(p unsafe.Pointer) error {
+				affine.Add(p, 1)
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+
+	// Call runs any function there and waits for it.
+	err = model.Call(ctx, func() error {
+		fmt.Println("on the runner:", threadguard.CurrentThreadID() == model.ThreadID())
+		return counter.With(ctx, func(p unsafe.Pointer) error {
+			fmt.Println("value:", affine.Value(p))
+			return nil
+		})
+	})
+	fmt.Println("call:", err)
+
+	// Post returns at once; done receives the outcome, on the runner.
+	done := make(chan error, 1)
+	if err := model.Post(func() error { panic("oops") }, func(err error) { done <- err }); err != nil {
+		panic(err)
+	}
+	fmt.Println("panic:", errors.Is(<-done, threadguard.ErrPanic))
+	// Output:
+	// on the runner: true
+	// value: 8
+	// call: <nil>
+	// panic: true
+}
+
+// Outcomes of posted work collected in a completion queue, in the order the
+// runner finished them.
+func ExampleCompletionQueue() {
+	model, err := threadguard.StartRunner("model", 64)
+	if err != nil {
+		panic(err)
+	}
+	defer model.Stop()
+	results, err := threadguard.NewCompletionQueue(16)
+	if err != nil {
+		panic(err)
+	}
+	defer results.Close()
+
+	for tag := range uint64(3) {
+		err := model.PostTo(results, tag, func() error {
+			if tag == 1 {
+				return errors.New("no luck")
+			}
+			return nil
+		})
+		if err != nil {
+			panic(err)
+		}
+	}
+	for range 3 {
+		c, err := results.Wait(context.Background())
+		fmt.Println(c.Tag, c.Err, err)
+	}
+	// Output:
+	// 0 <nil> <nil>
+	// 1 no luck <nil>
+	// 2 <nil> <nil>
+}

@@ -12,11 +12,11 @@ import (
 )
 
 // Object is a native object registered with the library and bound to its
-// owner: a Thread, or the goroutine that created it.
+// owner: a Thread, a Runner, or the goroutine that created it.
 //
-// Created by work running on a Thread (see Thread.New), the object is owned
-// by that Thread's OS thread, and With and Close route there from any
-// goroutine.
+// Created by work running on a Thread or a Runner (see Thread.New and
+// Runner.New), the object is owned by that thread, and With and Close route
+// there from any goroutine.
 //
 // Created anywhere else, the object is owned by the creating goroutine's
 // current OS thread, and New locks the goroutine to that thread
@@ -29,7 +29,8 @@ import (
 type Object struct {
 	h       Handle
 	tag     Tag
-	thread  *Thread // the owner, or nil when pinned to the creating goroutine
+	thread  *Thread // the owner, if a Thread
+	runner  *Runner // the owner, if a Runner; both nil: pinned to the creating goroutine
 	closed  atomic.Bool
 	cleanup runtime.Cleanup
 }
@@ -46,8 +47,8 @@ type Object struct {
 // and returns the library's error (ErrInvalidArgument for tag 0, ErrShutDown
 // during the Thread's Close).
 //
-// Called from work running on a Thread, New binds the object to that
-// Thread. Called anywhere else, it binds the object to the calling
+// Called from work running on a Thread or a Runner, New binds the object
+// to it. Called anywhere else, it binds the object to the calling
 // goroutine, which stays locked to its OS thread until the object is closed:
 // one lock count per live object, released by the successful Close. If the
 // object is dropped instead, its cleanup cannot release the lock from the
@@ -57,14 +58,19 @@ type Object struct {
 // them; the process's main thread is the exception, as Go parks it instead.
 //
 // A forgotten object's cleanup (runtime.AddCleanup) asks the owner thread to
-// destroy it (tg_destroy_later). A Thread is also asked to run that at once;
-// a pinned goroutine does so at its next call into the library (or
-// RunPending). Close remains the normal way to destroy an object.
+// destroy it (tg_destroy_later). A Thread is also asked to run that at once,
+// and a Runner does so unasked; a pinned goroutine does so at its next call
+// into the library (or RunPending). Close remains the normal way to destroy an object.
 func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
 	runtime.LockOSThread() // kept when the object is pinned to this goroutine
-	owner := currentThread()
+	thread := currentThread()
+	var runner *Runner
+	if thread == nil {
+		runner = currentRunner()
+	}
+	pinned := thread == nil && runner == nil
 	defer func() {
-		if owner != nil || o == nil {
+		if !pinned || o == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
@@ -78,8 +84,8 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 		C.tgo_run_destructor(C.tg_destructor(destroy), obj)
 		return nil, err
 	}
-	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, thread: owner}
-	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, thread: owner})
+	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, thread: thread, runner: runner}
+	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, thread: thread, pinned: pinned})
 	return o, nil
 }
 
@@ -88,18 +94,34 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 func (o *Object) Handle() Handle { return o.h }
 
 // Thread returns the Thread the object is bound to, or nil if it is bound
-// to the goroutine that created it.
+// to a Runner or to the goroutine that created it.
 func (o *Object) Thread() *Thread { return o.thread }
 
+// Runner returns the Runner the object is bound to, or nil if it is bound
+// to a Thread or to the goroutine that created it.
+func (o *Object) Runner() *Runner { return o.runner }
+
+// route returns what runs a call on the object's owner (Thread.Do or
+// Runner.Call), or nil for an object pinned to its goroutine.
+func (o *Object) route() func(context.Context, func() error) error {
+	switch {
+	case o.thread != nil:
+		return o.thread.Do
+	case o.runner != nil:
+		return o.runner.Call
+	}
+	return nil
+}
+
 // With borrows the object on its owner thread and calls fn with its
-// pointer; see Handle.With. For an object bound to a Thread, the call runs
-// there, and ctx applies as in Thread.Do. For an object bound to a
-// goroutine, With runs fn on the calling goroutine if that is the owner,
+// pointer; see Handle.With. For an object bound to a Thread or a Runner,
+// the call runs there, and ctx applies as in Thread.Do. For an object bound
+// to a goroutine, With runs fn on the calling goroutine if that is the owner,
 // and otherwise returns ErrWrongThread without calling it.
 func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) error {
 	defer runtime.KeepAlive(o)
-	if o.thread != nil {
-		return o.thread.Do(ctx, func() error { return o.h.With(o.tag, fn) })
+	if do := o.route(); do != nil {
+		return do(ctx, func() error { return o.h.With(o.tag, fn) })
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -112,8 +134,8 @@ func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) er
 // callback into Go.
 func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
 	defer runtime.KeepAlive(o)
-	if o.thread != nil {
-		return o.thread.Do(ctx, func() error { return o.h.Call(o.tag, fn, context) })
+	if do := o.route(); do != nil {
+		return do(ctx, func() error { return o.h.Call(o.tag, fn, context) })
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -123,8 +145,8 @@ func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
 
 // Close destroys the object on its owner thread, running its destructor,
 // and cancels its cleanup. It is idempotent: after a successful Close, and
-// after the Close of the object's Thread (which destroyed it), it returns
-// nil.
+// after the Close of the object's Thread or the Stop of its Runner (which
+// destroyed it), it returns nil.
 //
 // For an object bound to a goroutine, only that goroutine can close it:
 // from another goroutine Close returns ErrWrongThread and changes nothing
@@ -138,12 +160,13 @@ func (o *Object) Close() error {
 	if o.closed.Load() {
 		return nil
 	}
-	if o.thread == nil {
+	do := o.route()
+	if do == nil {
 		return o.destroy()
 	}
-	err := o.thread.Do(context.Background(), o.destroy)
+	err := do(context.Background(), o.destroy)
 	if errors.Is(err, ErrShutDown) && o.closed.CompareAndSwap(false, true) {
-		o.cleanup.Stop() // the Thread's Close destroys it, or has
+		o.cleanup.Stop() // its Thread's Close or Runner's Stop destroys it, or has
 		return nil
 	}
 	return err
@@ -164,7 +187,7 @@ func (o *Object) destroy() error {
 		return nil
 	}
 	o.cleanup.Stop()
-	if o.thread == nil && !errors.Is(err, ErrOwnerExited) {
+	if o.thread == nil && o.runner == nil && !errors.Is(err, ErrOwnerExited) {
 		// Destroyed by the owner (or found destroyed there): this is the
 		// owner goroutine, holding the lock New took for the object.
 		runtime.UnlockOSThread()
@@ -176,7 +199,8 @@ func (o *Object) destroy() error {
 // Object itself.
 type forgotten struct {
 	h      Handle
-	thread *Thread
+	thread *Thread // the owner, if a Thread: poked to run the request
+	pinned bool    // bound to its goroutine, which is owed an unlock
 }
 
 // destroy runs on the cleanup goroutine once the Object is unreachable.
@@ -184,11 +208,13 @@ func (f forgotten) destroy() {
 	err := f.h.DestroyLater()
 	switch {
 	case err != nil:
-		// ErrOwnerExited: the owner's exit (or its Thread's Close) already
-		// destroyed the object, and released any lock with the thread.
+		// ErrOwnerExited: the owner's exit (or its Thread's Close, or its
+		// Runner's Stop) already destroyed the object, and released any
+		// lock with the thread.
 	case f.thread != nil:
 		f.thread.poke()
-	default:
+	case f.pinned:
 		pins.owe(f.h.Owner)
 	}
+	// A Runner wakes up for the request by itself.
 }

@@ -10,9 +10,13 @@
 #                       check that the Nim and Rust static libraries define no symbol twice
 #   nim-tests-valgrind  the C test under valgrind, ARC and ORC with -d:useMalloc (refc and
 #                       markAndSweep scan the stack conservatively, which memcheck reports)
+#   nim-go-tests        the Go binding and its tests (nim/go, a Go module), go vet and
+#                       go test -race, for each memory manager in NIM_GO_MMS (build tag nim_<mm>)
 #   nim-clean           remove build/nim
 #
-# Needs Nim 1.6 (Debian: apt-get install -y nim) and libthreadguard.a in TG_LIB_DIR.
+# Needs Nim 1.6 (Debian: apt-get install -y nim) and libthreadguard.a in TG_LIB_DIR; nim-go-tests
+# also needs Go (1.24 or later) and the default NIM_BUILD and TG_LIB_DIR, which nim/go's #cgo
+# lines name.
 
 NIM         ?= nim
 CC          ?= cc
@@ -25,6 +29,9 @@ NIM_BUILD   ?= build/nim
 # go need external collectors and are not covered.)
 NIM_MMS     ?= refc orc arc markAndSweep
 NIM_FLAGS   ?= -d:release --panics:on
+GO          ?= go
+# The memory managers the Go tests run under: the default (orc) and the one that scans stacks.
+NIM_GO_MMS  ?= orc refc
 
 NIM_TG_LIB  := $(TG_LIB_DIR)/libthreadguard.a
 # No process-wide signal handlers from a library (they would take SIGSEGV from a Go runtime).
@@ -41,7 +48,7 @@ NIM_C_TESTS       := $(foreach mm,$(NIM_MMS),$(NIM_BUILD)/$(mm)/test_docstore)
 NIM_BINDING_TESTS := $(foreach mm,$(NIM_MMS),$(NIM_BUILD)/$(mm)/test_binding)
 NIM_VALGRIND_MMS  := orc arc
 
-.PHONY: nim-tests nim-lib nim-tests-valgrind nim-check nim-symbols-check nim-clean
+.PHONY: nim-tests nim-lib nim-tests-valgrind nim-go-tests nim-check nim-symbols-check nim-clean
 .SECONDARY: $(NIM_LIBS) $(foreach mm,$(NIM_VALGRIND_MMS),$(NIM_BUILD)/malloc-$(mm)/libdocstore.a)
 
 nim-tests: nim-lib nim-symbols-check $(NIM_C_TESTS) $(NIM_BINDING_TESTS)
@@ -113,6 +120,20 @@ nim-tests-valgrind: $(foreach mm,$(NIM_VALGRIND_MMS),$(NIM_BUILD)/malloc-$(mm)/t
 	        --show-leak-kinds=definite --errors-for-leak-kinds=definite \
 	        $(NIM_BUILD)/malloc-$$mm/test_docstore; \
 	done
+
+# The Go module links $(NIM_BUILD)/<mm>/libdocstore.a and libthreadguard.a by fixed relative paths
+# (nim/go/docstore/link_*.go), chosen by the build tag nim_<mm>.
+nim-go-tests: nim-lib $(foreach mm,$(NIM_GO_MMS),$(NIM_BUILD)/$(mm)/libdocstore.a) $(NIM_TG_LIB)
+	@if [ "$(NIM_BUILD)" != build/nim ] || [ "$(TG_LIB_DIR)" != target/release ]; then \
+	    echo "nim-go-tests: nim/go links build/nim and target/release; NIM_BUILD and TG_LIB_DIR must be the defaults" >&2; \
+	    exit 1; fi
+	@unformatted="$$(cd nim/go && gofmt -l .)"; if [ -n "$$unformatted" ]; then \
+	    echo "nim-go-tests: gofmt needed: $$unformatted"; exit 1; fi
+	@set -e; for mm in $(NIM_GO_MMS); do \
+	    echo "nim-go-tests: $$mm (-tags nim_$$mm)"; \
+	    (cd nim/go && $(GO) vet -tags nim_$$mm ./... && $(GO) test -race -count=1 -tags nim_$$mm ./...); \
+	done
+	@echo "nim-go-tests: passed for $(NIM_GO_MMS)"
 
 nim-clean:
 	rm -rf $(NIM_BUILD)
