@@ -15,8 +15,11 @@ use std::ffi::c_void;
 pub(crate) fn native_type<T: 'static>() -> &'static NativeType {
     struct Of<T>(std::marker::PhantomData<T>);
     impl<T: 'static> Of<T> {
-        const NATIVE: NativeType =
-            NativeType { type_id: std::any::TypeId::of::<T>, drop: drop_box::<T>, type_name: std::any::type_name::<T> };
+        const NATIVE: NativeType = NativeType {
+            type_id: std::any::TypeId::of::<T>(),
+            drop: drop_box::<T>,
+            type_name: std::any::type_name::<T>,
+        };
     }
     &Of::<T>::NATIVE
 }

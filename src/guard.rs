@@ -17,32 +17,13 @@ use crate::handle::Handle;
 use crate::identity::{self, Liveness};
 use crate::inbox;
 use crate::state::{ThreadState, with_state};
-use crate::table::{Entry, Kind, NativeType, Removed};
+pub(crate) use crate::table::Expected;
+use crate::table::{Kind, Refusal, Removed};
+use slotmap::DefaultKey;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-/// The type a caller expects a handle to name.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Expected {
-    /// A C object registered with this nonzero type tag.
-    Foreign(u32),
-    /// A Rust object of this type.
-    Native(&'static NativeType),
-}
-
 impl Expected {
-    #[inline]
-    fn matches(self, kind: &Kind) -> bool {
-        match (self, kind) {
-            (Expected::Foreign(tag), Kind::Foreign { type_tag, .. }) => tag == *type_tag,
-            (Expected::Native(wanted), Kind::Native(actual)) => {
-                // Pointer equality is a fast path; `TypeId` equality is the actual test.
-                std::ptr::eq(wanted, *actual) || (wanted.type_id)() == (actual.type_id)()
-            }
-            _ => false,
-        }
-    }
-
     fn describe(self) -> String {
         match self {
             Expected::Foreign(tag) => format!("a C object with type tag {tag}"),
@@ -64,7 +45,6 @@ fn describe_kind(kind: &Kind) -> String {
     match kind {
         Kind::Foreign { type_tag, .. } => format!("a C object with type tag {type_tag}"),
         Kind::Native(native) => format!("a Rust {}", (native.type_name)()),
-        Kind::Retired => "a retired slot".to_owned(),
     }
 }
 
@@ -81,6 +61,7 @@ impl ThreadState {
 
     /// The error for a handle whose owner is not this thread.
     #[cold]
+    #[inline(never)]
     fn foreign_owner(&self, op: &str, handle: Handle) -> Error {
         let caller = self.describe();
         match identity::liveness(handle.owner) {
@@ -117,30 +98,46 @@ impl ThreadState {
     /// Checks null and owner; returns `Ok` if the handle belongs to this thread.
     #[inline]
     fn check_owner(&self, op: &str, handle: Handle) -> Result<(), Error> {
-        if handle.is_null() {
-            return Err(
-                self.violation(Status::NullHandle, format!("{op}: null handle, used from thread {}", self.describe()))
-            );
-        }
+        // This thread's ID is never 0, so a null handle fails the comparison too.
         if handle.owner != self.id {
-            return Err(self.foreign_owner(op, handle));
+            return Err(self.not_owner(op, handle));
         }
         Ok(())
     }
 
-    #[inline]
-    fn check_type(&self, op: &str, handle: Handle, expected: Expected, entry: &Entry) -> Result<(), Error> {
-        if expected.matches(&entry.kind) {
-            return Ok(());
+    /// The error for a handle that is null or owned by another thread.
+    #[cold]
+    #[inline(never)]
+    fn not_owner(&self, op: &str, handle: Handle) -> Error {
+        if handle.is_null() {
+            return self
+                .violation(Status::NullHandle, format!("{op}: null handle, used from thread {}", self.describe()));
         }
-        let actual = describe_kind(&entry.kind);
-        Err(self.violation(
-            Status::WrongType,
-            format!("{op}: handle {handle:?} names {actual}, expected {}", expected.describe()),
-        ))
+        self.foreign_owner(op, handle)
+    }
+
+    /// The error for a handle of this thread that the table refused.
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, op: &str, handle: Handle, refusal: Refusal, expected: Option<Expected>) -> Error {
+        match (refusal, expected) {
+            (Refusal::WrongType(actual), Some(expected)) => self.violation(
+                Status::WrongType,
+                format!("{op}: handle {handle:?} names {}, expected {}", describe_kind(&actual), expected.describe()),
+            ),
+            (Refusal::Busy, _) => self.violation(
+                Status::Busy,
+                format!(
+                    "{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)",
+                    self.describe()
+                ),
+            ),
+            (Refusal::Stale | Refusal::WrongType(_), _) => self.stale(op, handle),
+        }
     }
 
     #[cold]
+    #[inline(never)]
     fn stale(&self, op: &str, handle: Handle) -> Error {
         self.violation(
             Status::Stale,
@@ -152,28 +149,18 @@ impl ThreadState {
     }
 
     #[cold]
-    fn busy(&self, op: &str, handle: Handle) -> Error {
-        self.violation(
-            Status::Busy,
-            format!(
-                "{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)",
-                self.describe()
-            ),
-        )
+    #[inline(never)]
+    fn null_argument(&self, op: &str, what: &str) -> Error {
+        self.violation(Status::NullPointer, format!("{op}: {what} is NULL"))
     }
 
-    /// Runs `f` on the entry `handle` names, after the owner and slot checks.
-    #[inline]
-    fn with_entry<R>(
-        &self,
-        op: &str,
-        handle: Handle,
-        f: impl FnOnce(&mut Entry) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+    /// Checks null, owner and slot; returns `Ok` if the handle names a live object of this thread.
+    fn check_live(&self, op: &str, handle: Handle) -> Result<(), Error> {
         self.check_owner(op, handle)?;
-        let mut table = self.table.borrow_mut();
-        let entry = table.get_mut(handle.key).map_err(|_| self.stale(op, handle))?;
-        f(entry)
+        match self.table.borrow().contains(handle.key) {
+            true => Ok(()),
+            false => Err(self.stale(op, handle)),
+        }
     }
 
     /// After a successful call at the outermost level, run what other threads queued.
@@ -200,31 +187,24 @@ impl ThreadState {
         let mut destroyed = 0;
         let mut first_error = Ok(());
         for &key in keys {
-            let mut table = self.table.borrow_mut();
-            let removed = match table.get(key) {
-                Ok(entry) if entry.busy => {
-                    drop(table);
+            let removed = self.table.borrow_mut().remove(key, None);
+            match removed {
+                Err(Refusal::Busy) => {
                     if reason == Reason::Deferred {
                         // Still borrowed: run after the borrow ends (or by the exit sweep).
                         let _ = self.record.inbox.push(key);
                     }
-                    continue;
                 }
-                Ok(_) => table.remove(key).ok(),
-                Err(_) => None,
-            };
-            drop(table);
-            match removed {
-                Some(removed) => {
+                Ok(removed) => {
                     destroyed += 1;
                     first_error = first_error.and(self.run_destructor(removed));
                 }
-                None if reason == Reason::Deferred => {
+                Err(_) if reason == Reason::Deferred => {
                     // Nobody is waiting for this answer: count it and leave the message.
                     let error = self.stale("destroy_later (deferred)", Handle { owner: self.id, key });
                     self.set_last_error(error.message());
                 }
-                None => {}
+                Err(_) => {}
             }
         }
         (destroyed, first_error)
@@ -255,7 +235,6 @@ impl ThreadState {
                     format!("destructor of {} panicked: {}", describe_kind(&removed.kind), panic_text(&*payload)),
                 )
             }),
-            Kind::Retired => Ok(()),
         };
         self.counters.destroyed();
         outcome
@@ -313,16 +292,15 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Clears the busy mark and the depth when a borrow ends, also on unwind.
 struct BorrowGuard<'a> {
     state: &'a ThreadState,
-    key: u64,
+    slot: DefaultKey,
 }
 
 impl Drop for BorrowGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.state.depth.set(self.state.depth.get() - 1);
         if let Ok(mut table) = self.state.table.try_borrow_mut() {
-            if let Ok(entry) = table.get_mut(self.key) {
-                entry.busy = false;
-            }
+            table.end_borrow(self.slot);
         }
     }
 }
@@ -336,7 +314,12 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
                 format!("register: thread {} is destroying everything it owns (cleanup or exit)", state.describe()),
             ));
         }
-        let key = state.table.borrow_mut().insert(object, kind);
+        let key = state.table.borrow_mut().insert(object, kind).map_err(|_| {
+            Error::new(
+                Status::Limit,
+                format!("register: thread {} knows 2^29 destructors and Rust types", state.describe()),
+            )
+        })?;
         state.counters.created();
         state.after_success();
         Ok(Handle { owner: state.id, key })
@@ -356,22 +339,20 @@ pub(crate) fn borrow<R>(
     null_arg: &str,
 ) -> Result<R, Error> {
     with_state(|state| {
-        let object = state.with_entry(op, handle, |entry| {
-            state.check_type(op, handle, expected, entry)?;
-            if entry.busy {
-                return Err(state.busy(op, handle));
-            }
-            if call.is_none() {
-                return Err(state.violation(Status::NullPointer, format!("{op}: {null_arg} is NULL")));
-            }
-            entry.busy = true;
-            Ok(entry.object)
-        })?;
-        let call = call.expect("checked above");
+        state.check_owner(op, handle)?;
+        let borrowed = state
+            .table
+            .borrow_mut()
+            .begin_borrow(handle.key, expected)
+            .map_err(|refusal| state.refused(op, handle, refusal, Some(expected)))?;
+        let Some(call) = call else {
+            state.table.borrow_mut().end_borrow(borrowed.slot);
+            return Err(state.null_argument(op, null_arg));
+        };
         state.depth.set(state.depth.get() + 1);
         let result = {
-            let _guard = BorrowGuard { state, key: handle.key };
-            call(object)
+            let _guard = BorrowGuard { state, slot: borrowed.slot };
+            call(borrowed.object)
         };
         state.after_success();
         Ok(result)
@@ -382,16 +363,12 @@ pub(crate) fn borrow<R>(
 /// the object must also be of that type.
 pub(crate) fn destroy(op: &str, handle: Handle, expected: Option<Expected>) -> Result<(), Error> {
     with_state(|state| {
-        state.with_entry(op, handle, |entry| {
-            if let Some(expected) = expected {
-                state.check_type(op, handle, expected, entry)?;
-            }
-            match entry.busy {
-                true => Err(state.busy(op, handle)),
-                false => Ok(()),
-            }
-        })?;
-        let removed = state.table.borrow_mut().remove(handle.key).map_err(|_| state.stale(op, handle))?;
+        state.check_owner(op, handle)?;
+        let removed = state
+            .table
+            .borrow_mut()
+            .remove(handle.key, expected)
+            .map_err(|refusal| state.refused(op, handle, refusal, expected))?;
         let outcome = state.run_destructor(removed);
         state.after_success();
         outcome
@@ -411,11 +388,10 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
     const OP: &str = "destroy_later";
     with_state(|state| {
         if handle.is_null() {
-            return Err(state
-                .violation(Status::NullHandle, format!("{OP}: null handle, used from thread {}", state.describe())));
+            return Err(state.not_owner(OP, handle));
         }
         if handle.owner == state.id {
-            state.with_entry(OP, handle, |_| Ok(()))?;
+            state.check_live(OP, handle)?;
             // A closed inbox means this thread is exiting: its sweep destroys the object anyway.
             let _ = state.record.inbox.push(handle.key);
             return Ok(());
@@ -458,7 +434,7 @@ pub(crate) fn thread_cleanup() -> Result<(), Error> {
 pub(crate) fn owner_of(handle: Handle) -> Result<u64, Error> {
     with_state(|state| {
         if handle.owner == state.id || handle.is_null() {
-            state.with_entry("owner_of", handle, |_| Ok(()))?;
+            state.check_live("owner_of", handle)?;
             return Ok(handle.owner);
         }
         match identity::liveness(handle.owner) {

@@ -10,24 +10,36 @@ use crate::state::{with_existing_state, with_state};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Runs an entry point's body and turns its outcome into a status code.
+#[inline]
 pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_status {
-    let error = match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(())) => return TG_OK,
-        Ok(Err(error)) => error,
-        Err(payload) => {
-            let text = panic_text(&*payload);
-            // Dropping a payload can itself panic; never let that escape either.
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
-            with_existing_state(|state| state.counters.panicked());
-            Error::new(Status::Panic, format!("{op}: panic: {text}"))
-        }
-    };
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => TG_OK,
+        Ok(Err(error)) => failed(error),
+        Err(payload) => panicked(op, payload),
+    }
+}
+
+/// A refused call: its message becomes the thread's last error.
+#[cold]
+#[inline(never)]
+fn failed(error: Error) -> tg_status {
     // Create the state if this thread has none yet: the message must not be lost.
     let _ = with_state(|state| {
         state.set_last_error(error.message());
         Ok(())
     });
     error.status().code()
+}
+
+/// A caught panic: `TG_ERR_PANIC`, with its message as the thread's last error.
+#[cold]
+#[inline(never)]
+fn panicked(op: &str, payload: Box<dyn std::any::Any + Send>) -> tg_status {
+    let text = panic_text(&*payload);
+    // Dropping a payload can itself panic; never let that escape either.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+    with_existing_state(|state| state.counters.panicked());
+    failed(Error::new(Status::Panic, format!("{op}: panic: {text}")))
 }
 
 /// Refuses a NULL pointer argument (counted as a violation).
