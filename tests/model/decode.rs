@@ -68,13 +68,13 @@ impl Decoder<'_, '_, '_> {
     }
 
     fn rust_type(&mut self) -> RustType {
-        if self.byte() % 2 == 0 { RustType::A } else { RustType::B }
+        if self.byte().is_multiple_of(2) { RustType::A } else { RustType::B }
     }
 
     /// A C type tag: mostly 1..=3, sometimes the reserved 0.
     fn tag(&mut self) -> u32 {
         let byte = self.byte();
-        if byte % 8 == 0 { 0 } else { 1 + u32::from(byte % 3) }
+        if byte.is_multiple_of(8) { 0 } else { 1 + u32::from(byte % 3) }
     }
 
     /// `in_drop`: the op runs (maybe indirectly) from a destructor, where registrations may be
@@ -89,14 +89,14 @@ impl Decoder<'_, '_, '_> {
                     _ => ObjectKind::Export,
                 };
                 let obj = self.model.alloc_obj();
-                let null_out = !matches!(kind, ObjectKind::Rust(_)) && self.byte() % 16 == 0;
+                let null_out = !matches!(kind, ObjectKind::Rust(_)) && self.byte().is_multiple_of(16);
                 let on_drop = self.on_drop(kind, depth, in_drop);
                 Op::Register { kind, obj, null_out, on_drop }
             }
             40..=99 => {
                 let handle = self.handle(parent);
                 let (mut api, mut tag, mut rust) = (self.api(), self.tag(), self.rust_type());
-                if self.byte() % 4 != 0 {
+                if !self.byte().is_multiple_of(4) {
                     // Mostly ask for what the handle names, so that borrows get through.
                     match self.kind_of(handle) {
                         Some(ObjectKind::C { tag: actual }) => (api, tag) = (Api::C, actual),
@@ -105,7 +105,7 @@ impl Decoder<'_, '_, '_> {
                         None => {}
                     }
                 }
-                let null_fn = api != Api::Rust && self.byte() % 16 == 0;
+                let null_fn = api != Api::Rust && self.byte().is_multiple_of(16);
                 let count = if depth < MAX_DEPTH { self.byte() % 4 } else { 0 };
                 let ops = (0..count)
                     .map(|_| {
@@ -113,7 +113,7 @@ impl Decoder<'_, '_, '_> {
                         self.op(kind, depth + 1, Some(handle), in_drop)
                     })
                     .collect();
-                let panic = api != Api::C && self.byte() % 6 == 0;
+                let panic = api != Api::C && self.byte().is_multiple_of(6);
                 Op::With { api, handle, tag, rust, null_fn, body: Body { ops, panic } }
             }
             100..=139 => {
@@ -125,7 +125,7 @@ impl Decoder<'_, '_, '_> {
                     3 => DestroyHow::RustAs(RustType::B),
                     _ => DestroyHow::Export,
                 };
-                if self.byte() % 4 != 0 {
+                if !self.byte().is_multiple_of(4) {
                     match self.kind_of(handle) {
                         Some(ObjectKind::Rust(actual)) => how = DestroyHow::RustAs(actual),
                         Some(ObjectKind::Export) => how = DestroyHow::Export,
@@ -140,7 +140,7 @@ impl Decoder<'_, '_, '_> {
             200..=214 => {
                 let api = self.api();
                 let handle = self.handle(parent);
-                Op::OwnerOf { api, handle, null_out: api != Api::Rust && self.byte() % 8 == 0 }
+                Op::OwnerOf { api, handle, null_out: api != Api::Rust && self.byte().is_multiple_of(8) }
             }
             // 175..=189, and 215..=224 below the top level (where it means a thread exit).
             _ => Op::RunPending { api: self.api() },

@@ -231,10 +231,10 @@ impl Model {
         if !message.contains(keyword) {
             self.fail(format!("message of {} does not say {keyword:?}: {message:?}", name(code)));
         }
-        if let Some(value) = value {
-            if actual_value != value {
-                self.fail(format!("the call wrote {actual_value}, expected {value}"));
-            }
+        if let Some(value) = value
+            && actual_value != value
+        {
+            self.fail(format!("the call wrote {actual_value}, expected {value}"));
         }
     }
 
