@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unsafe"
 )
 
 // Sentinel errors, one for each status code of the library. Every failure
@@ -96,8 +97,15 @@ func (e *Error) Error() string {
 // Unwrap returns the sentinel error, for errors.Is.
 func (e *Error) Unwrap() error { return e.Err }
 
-// statusError returns the sentinel for a non-zero status code.
-func statusError(code int32) error {
+// StatusError returns the sentinel error for a status code of the C library
+// (a tg_status), such as ErrWrongThread for TG_ERR_WRONG_THREAD: for packages
+// that call the library through cgo code of their own and want errors.Is to
+// work as for this package's errors. It returns nil for TG_OK (0), and an
+// error naming the code for a code this package does not know.
+func StatusError(code int32) error {
+	if code == 0 {
+		return nil
+	}
 	if code > 0 && int(code) < len(sentinels) && sentinels[code] != nil {
 		return sentinels[code]
 	}
@@ -118,19 +126,24 @@ func check(op string, st C.tg_status) error {
 	if st == C.TG_OK {
 		return nil
 	}
-	return &Error{Op: op, Err: statusError(int32(st)), Detail: lastError()}
+	return failure(op, st, C.tgo_last_error())
 }
 
-// lastError reads the calling thread's last-error message.
-func lastError() string {
-	var buf [256]C.char
-	n := C.tg_last_error(&buf[0], C.size_t(len(buf)))
-	if n < C.size_t(len(buf)) {
-		return C.GoStringN(&buf[0], C.int(n))
+// checkResult is check for a call through the shim, which has read the
+// message on the failing thread already: it can run on any thread.
+func checkResult(op string, r C.tgo_result) error {
+	if r.status == C.TG_OK {
+		return nil
 	}
-	big := make([]C.char, n+1)
-	n = C.tg_last_error(&big[0], C.size_t(len(big)))
-	return C.GoStringN(&big[0], C.int(min(n, C.size_t(len(big)-1))))
+	return failure(op, r.status, r.message)
+}
+
+// failure returns the error for a failed status and its last-error message,
+// a malloc'd C string (or NULL), which it frees.
+func failure(op string, st C.tg_status, message *C.char) error {
+	detail := C.GoString(message)
+	C.free(unsafe.Pointer(message))
+	return &Error{Op: op, Err: StatusError(int32(st)), Detail: detail}
 }
 
 // newError returns an error of this package's own making.

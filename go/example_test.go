@@ -125,6 +125,16 @@ func ExampleError() {
 	// tg_destroy true
 }
 
+// A package that calls the C library through its own cgo code turns the
+// status codes it gets into this package's sentinels.
+func ExampleStatusError() {
+	const tgErrWrongThread = 2 // TG_ERR_WRONG_THREAD, as a cgo caller gets it
+	err := threadguard.StatusError(tgErrWrongThread)
+	fmt.Println(errors.Is(err, threadguard.ErrWrongThread), threadguard.StatusError(0))
+	// Output:
+	// true <nil>
+}
+
 // C code calls Go on a thread that Go did not create: here a pthread that
 // registers an object and borrows it with the Callback as its tg_borrow_fn.
 func ExampleCallback() {

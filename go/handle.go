@@ -51,17 +51,15 @@ func (h Handle) c() C.tg_handle {
 // with ErrNullPointer.
 func (h Handle) With(tag Tag, fn func(obj unsafe.Pointer) error) error {
 	if fn == nil {
-		return callLocked("tg_with", func() C.tg_status { return C.tg_with(h.c(), C.uint32_t(tag), nil, nil) })
+		return h.Call(tag, nil, nil)
 	}
 	var ferr error
 	cb := cgo.NewHandle(func(obj unsafe.Pointer) {
 		ferr = guard("With", func() error { return fn(obj) })
 	})
 	defer cb.Delete()
-	err := callLocked("tg_with", func() C.tg_status {
-		return C.tgo_with(h.c(), C.uint32_t(tag), C.uintptr_t(cb))
-	})
-	if err != nil {
+	pins.settle()
+	if err := checkResult("tg_with", C.tgo_with(h.c(), C.uint32_t(tag), C.uintptr_t(cb))); err != nil {
 		return err
 	}
 	return ferr
@@ -74,9 +72,8 @@ func (h Handle) With(tag Tag, fn func(obj unsafe.Pointer) error) error {
 // pointer, and context, if it points to Go memory, must hold no Go pointers
 // (the cgo pointer rules).
 func (h Handle) Call(tag Tag, fn, context unsafe.Pointer) error {
-	return callLocked("tg_with", func() C.tg_status {
-		return C.tg_with(h.c(), C.uint32_t(tag), C.tg_borrow_fn(fn), context)
-	})
+	pins.settle()
+	return checkResult("tg_with", C.tgo_call(h.c(), C.uint32_t(tag), C.tg_borrow_fn(fn), context))
 }
 
 // Destroy runs the object's destructor now. Only the owner thread may do
@@ -103,7 +100,9 @@ func (h Handle) OwnerThread() (uint64, error) {
 
 // callLocked makes a library call and reads its status on one OS thread:
 // the last-error message is thread-local, and an unlocked goroutine may move
-// to another thread between two cgo calls.
+// to another thread between two cgo calls. The borrows (With and Call) need
+// no lock: their shim functions return the message with the status, read in
+// the same cgo call (see checkResult).
 func callLocked(op string, call func() C.tg_status) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

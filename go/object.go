@@ -133,14 +133,14 @@ func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) er
 // object and context on the owner thread, in one cgo call there, without a
 // callback into Go.
 func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
-	defer runtime.KeepAlive(o)
+	var err error
 	if do := o.route(); do != nil {
-		return do(ctx, func() error { return o.h.Call(o.tag, fn, context) })
+		err = do(ctx, func() error { return o.h.Call(o.tag, fn, context) })
+	} else if err = ctx.Err(); err == nil {
+		err = o.h.Call(o.tag, fn, context)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return o.h.Call(o.tag, fn, context)
+	runtime.KeepAlive(o)
+	return err
 }
 
 // Close destroys the object on its owner thread, running its destructor,

@@ -42,12 +42,19 @@ func (p *pinLedger) owe(owner uint64) {
 	p.mu.Unlock()
 }
 
-// settle pays the calling thread's debts. The caller holds its own lock on
-// the thread, so the goroutine stays where it is while it pays.
+// settle pays the calling thread's debts. Its caller need not be locked to
+// the thread: an unlocked goroutine's thread owes nothing, and settle holds a
+// lock of its own while it pays, so the goroutine stays where it is.
 func (p *pinLedger) settle() {
-	if p.total.Load() == 0 {
-		return
+	if p.total.Load() != 0 {
+		p.pay()
 	}
+}
+
+// pay is settle's slow path, kept out of line so that settle inlines.
+func (p *pinLedger) pay() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	id := uint64(C.tg_current_thread_id())
 	p.mu.Lock()
 	n := p.owed[id]

@@ -35,15 +35,22 @@ func TestWanderingGoroutineIsCaughtWithWrongThread(t *testing.T) {
 			return
 		}
 		h := Handle{Owner: owner, Key: key}
+		one := new(int64)
+		*one = 1
 		deadline := time.Now().Add(1500 * time.Millisecond)
 		for i := 0; (out.wrong < 20 || out.ok < 20) && time.Now().Before(deadline); i++ {
-			err := h.With(affine.Tag, func(p unsafe.Pointer) error {
-				if CurrentThreadID() != owner {
-					out.offOwner++
-				}
-				affine.Add(p, 1)
-				return nil
-			})
+			var err error
+			if i%4 < 2 { // a Go callback, or a call that stays in C
+				err = h.With(affine.Tag, func(p unsafe.Pointer) error {
+					if CurrentThreadID() != owner {
+						out.offOwner++
+					}
+					affine.Add(p, 1)
+					return nil
+				})
+			} else {
+				err = h.Call(affine.Tag, affine.AddBorrow(), unsafe.Pointer(one))
+			}
 			switch {
 			case err == nil:
 				out.ok++

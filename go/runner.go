@@ -334,7 +334,7 @@ func (j *job) fail(h cgo.Handle, status C.tg_status) {
 }
 
 func (j *job) failure(status C.tg_status) error {
-	return newError(j.kind.op(), statusError(int32(status)),
+	return newError(j.kind.op(), StatusError(int32(status)),
 		"runner "+j.r.String()+" stopped before the work's turn; it did not run")
 }
 

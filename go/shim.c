@@ -1,7 +1,8 @@
-/* C side of the package's callbacks: every call from C into Go enters
- * through an exported Go function with a cgo.Handle, whichever thread it
- * arrives on: tgoInvoke for borrows and Callbacks, tgoRunnerWork,
- * tgoRunnerFail and tgoRunnerRelease for runner jobs. */
+/* C side of the package: the borrow calls that return their status with its
+ * last-error message (tgo_call, tgo_with), and the callbacks. Every call from
+ * C into Go enters through an exported Go function with a cgo.Handle,
+ * whichever thread it arrives on: tgoInvoke for borrows and Callbacks,
+ * tgoRunnerWork, tgoRunnerFail and tgoRunnerRelease for runner jobs. */
 #define _GNU_SOURCE
 #include "shim.h"
 #include "_cgo_export.h"
@@ -16,8 +17,29 @@ static void tgo_borrow(void *object, void *context) {
 	tgoInvoke((uintptr_t)context, object);
 }
 
-tg_status tgo_with(tg_handle h, uint32_t type_tag, uintptr_t ctx) {
-	return tg_with(h, type_tag, tgo_borrow, (void *)ctx);
+char *tgo_last_error(void) {
+	size_t len = tg_last_error(NULL, 0) + 1;
+	char *message = malloc(len);
+	if (message != NULL) {
+		tg_last_error(message, len);
+	}
+	return message;
+}
+
+static tgo_result tgo_result_of(tg_status status) {
+	tgo_result r = {status, NULL};
+	if (status != TG_OK) {
+		r.message = tgo_last_error();
+	}
+	return r;
+}
+
+tgo_result tgo_call(tg_handle h, uint32_t type_tag, tg_borrow_fn fn, void *context) {
+	return tgo_result_of(tg_with(h, type_tag, fn, context));
+}
+
+tgo_result tgo_with(tg_handle h, uint32_t type_tag, uintptr_t ctx) {
+	return tgo_call(h, type_tag, tgo_borrow, (void *)ctx);
 }
 
 void tgo_callback(void *arg, void *context) {

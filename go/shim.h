@@ -6,8 +6,24 @@
 #include <stdlib.h>
 #include "threadguard.h"
 
-/* tg_with with the package's borrow trampoline; ctx is a cgo.Handle. */
-tg_status tgo_with(tg_handle h, uint32_t type_tag, uintptr_t ctx);
+/* A status and, if it is not TG_OK, the calling thread's last-error message
+ * read right after the failing call, on the thread that made it: the caller
+ * need not be locked to its thread. The message is malloc'd for the caller to
+ * free; NULL on success, or if it could not be allocated. */
+typedef struct {
+	tg_status status;
+	char *message;
+} tgo_result;
+
+/* The calling thread's last-error message, malloc'd for the caller to free;
+ * NULL if it could not be allocated. */
+char *tgo_last_error(void);
+
+/* tg_with, returning its status with its message. */
+tgo_result tgo_call(tg_handle h, uint32_t type_tag, tg_borrow_fn fn, void *context);
+
+/* tgo_call with the package's borrow trampoline; ctx is a cgo.Handle. */
+tgo_result tgo_with(tg_handle h, uint32_t type_tag, uintptr_t ctx);
 
 /* A tg_borrow_fn-shaped entry for Callback: context points at a uintptr_t
  * holding a cgo.Handle. */

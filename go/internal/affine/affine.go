@@ -41,6 +41,10 @@ func Destructor() unsafe.Pointer { return unsafe.Pointer(C.affine_destroy) }
 // *(int64_t *)context to the object; use it with Handle.Call.
 func AddBorrow() unsafe.Pointer { return unsafe.Pointer(C.affine_add_borrow) }
 
+// AddDirect calls affine_add_borrow(obj, context) directly, unchecked: what
+// a checked Handle.Call with AddBorrow runs, without the checks.
+func AddDirect(obj, context unsafe.Pointer) { C.affine_add_borrow(obj, context) }
+
 // Destroy runs the destructor directly.
 func Destroy(obj unsafe.Pointer) { C.affine_destroy(obj) }
 
