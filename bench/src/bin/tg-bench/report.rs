@@ -276,7 +276,7 @@ fn scaling(out: &mut String, r: &Results) {
 }
 
 const GO_ROWS: &[(&str, &str)] = &[
-    ("RawCgo", "raw cgo call, no checks (the floor)"),
+    ("RawCgo", "raw cgo call of the same C function, no checks (the floor)"),
     ("PinnedCall", "checked call on the pinned owner goroutine, staying in C (`Object.Call`: one cgo call)"),
     ("PinnedWith", "checked call on the pinned owner goroutine with a Go callback (`Object.With`)"),
     ("ThreadDo", "checked call from another goroutine, routed to a `Thread`"),
