@@ -86,3 +86,145 @@ pub type tg_destructor = Option<unsafe extern "C" fn(object: *mut c_void)>;
 /// A borrow callback: runs on the owner thread with the object and the caller's context.
 /// The object pointer is valid only until it returns; do not keep it.
 pub type tg_borrow_fn = Option<unsafe extern "C" fn(object: *mut c_void, context: *mut c_void)>;
+
+#[cfg(test)]
+mod tests {
+    //! The C ABI called from Rust, with Rust `extern "C"` functions standing in for the C
+    //! callbacks and destructors: the entry points' unsafe code then runs under Miri
+    //! (`make miri`), which cannot execute C. The C consumer tests cover the same calls from C.
+
+    use super::objects::{tg_destroy, tg_destroy_later, tg_register, tg_run_pending, tg_with};
+    use super::runner::{tg_runner_call, tg_runner_start, tg_runner_stop};
+    use super::*;
+    use crate::handle::Handle;
+    use std::ffi::{c_char, c_void};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const TAG: u32 = 7;
+
+    /// A C-style object: its value and how often its destructor ran.
+    #[derive(Default)]
+    struct Counter {
+        value: AtomicUsize,
+        destroyed: AtomicUsize,
+    }
+
+    impl Counter {
+        fn ptr(&self) -> *mut c_void {
+            std::ptr::from_ref(self).cast_mut().cast()
+        }
+        fn destroyed(&self) -> usize {
+            self.destroyed.load(Ordering::SeqCst)
+        }
+    }
+
+    unsafe extern "C" fn destroy_counter(object: *mut c_void) {
+        // SAFETY: every object registered here is a `Counter` that outlives its registration.
+        unsafe { &*object.cast::<Counter>() }.destroyed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    unsafe extern "C" fn add(object: *mut c_void, amount: *mut c_void) {
+        // SAFETY: the object is a registered `Counter`; the context points to a `usize`.
+        let (counter, amount) = unsafe { (&*object.cast::<Counter>(), *amount.cast::<usize>()) };
+        counter.value.fetch_add(amount, Ordering::SeqCst);
+    }
+
+    /// Borrows the object again from inside its own borrow; writes the status to the context.
+    unsafe extern "C" fn borrow_again(_object: *mut c_void, context: *mut c_void) {
+        // SAFETY: the context points to a `(Handle, tg_status)` the test owns.
+        let (handle, status) = unsafe { &mut *context.cast::<(Handle, tg_status)>() };
+        let mut one = 1usize;
+        // SAFETY: `add` is sound for a registered `Counter` and a `usize` context.
+        *status = unsafe { tg_with(*handle, TAG, Some(add), (&raw mut one).cast()) };
+    }
+
+    fn register(counter: &Counter) -> Handle {
+        let mut handle = Handle { owner: 0, key: 0 };
+        // SAFETY: `handle` is valid for writing.
+        assert_eq!(unsafe { tg_register(TAG, counter.ptr(), Some(destroy_counter), &mut handle) }, TG_OK);
+        handle
+    }
+
+    fn with(handle: Handle, tag: u32, amount: usize) -> tg_status {
+        let mut amount = amount;
+        // SAFETY: `add` is sound for a registered `Counter` and a `usize` context.
+        unsafe { tg_with(handle, tag, Some(add), (&raw mut amount).cast()) }
+    }
+
+    fn last_error() -> String {
+        let mut buf = [0 as c_char; 256];
+        // SAFETY: `buf` is valid for writing its length.
+        let len = unsafe { super::info::tg_last_error(buf.as_mut_ptr(), buf.len()) };
+        let bytes: Vec<u8> = buf[..len.min(255)].iter().map(|&c| c as u8).collect();
+        String::from_utf8(bytes).expect("messages are UTF-8")
+    }
+
+    #[test]
+    fn borrow_refusals_and_destroy_through_the_c_abi() {
+        let counter = Counter::default();
+        let handle = register(&counter);
+        assert_eq!(with(handle, TAG, 5), TG_OK);
+        assert_eq!(counter.value.load(Ordering::SeqCst), 5);
+        assert_eq!(with(handle, TAG + 1, 5), TG_ERR_WRONG_TYPE);
+        assert!(last_error().contains("type tag"), "{}", last_error());
+        // SAFETY: a NULL callback is refused before anything is called.
+        assert_eq!(unsafe { tg_with(handle, TAG, None, std::ptr::null_mut()) }, TG_ERR_NULL_POINTER);
+        let mut nested = (handle, TG_OK);
+        // SAFETY: `borrow_again` is sound with a `(Handle, tg_status)` context.
+        assert_eq!(unsafe { tg_with(handle, TAG, Some(borrow_again), (&raw mut nested).cast()) }, TG_OK);
+        assert_eq!(nested.1, TG_ERR_BUSY);
+        assert_eq!(counter.value.load(Ordering::SeqCst), 5, "refused calls touch nothing");
+        assert_eq!(tg_destroy(handle), TG_OK);
+        assert_eq!(tg_destroy(handle), TG_ERR_STALE);
+        assert_eq!(with(handle, TAG, 1), TG_ERR_STALE);
+        assert_eq!(counter.destroyed(), 1);
+    }
+
+    #[test]
+    fn other_threads_are_refused_and_their_requests_run_on_the_owner() {
+        let counter = Counter::default();
+        let handle = register(&counter);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert_eq!(with(handle, TAG, 1), TG_ERR_WRONG_THREAD);
+                assert_eq!(tg_destroy(handle), TG_ERR_WRONG_THREAD);
+                assert_eq!(tg_destroy_later(handle), TG_OK);
+            });
+        });
+        assert_eq!(counter.destroyed(), 0, "only the owner destroys");
+        assert_eq!(tg_run_pending(), TG_OK);
+        assert_eq!(counter.destroyed(), 1);
+
+        let exited = Counter::default();
+        let handle = std::thread::scope(|scope| scope.spawn(|| register(&exited)).join().expect("no panic"));
+        assert_eq!(exited.destroyed(), 1, "the owner's exit destroyed it");
+        assert_eq!(with(handle, TAG, 1), TG_ERR_OWNER_EXITED);
+    }
+
+    /// Runner work: registers the `Counter` in the context on the runner thread.
+    unsafe extern "C" fn register_on_runner(context: *mut c_void, out_result: *mut *mut c_void) {
+        let mut handle = Handle { owner: 0, key: 0 };
+        // SAFETY: the context is a `Counter` that outlives the runner; `handle` is writable.
+        let status = unsafe { tg_register(TAG, context, Some(destroy_counter), &mut handle) };
+        assert_eq!(status, TG_OK);
+        // SAFETY: the runner passes a valid result slot.
+        unsafe { out_result.write(std::ptr::without_provenance_mut(handle.owner as usize)) };
+    }
+
+    #[test]
+    fn runner_work_owns_what_it_registers_until_the_runner_stops() {
+        let counter = Counter::default();
+        let mut runner = Handle { owner: 0, key: 0 };
+        // SAFETY: the name is a NUL-terminated string; `runner` is writable.
+        assert_eq!(unsafe { tg_runner_start(c"miri-runner".as_ptr(), 4, &mut runner) }, TG_OK);
+        let mut result = std::ptr::null_mut();
+        // SAFETY: `register_on_runner` is sound with a `Counter` context; `result` is writable.
+        let status =
+            unsafe { tg_runner_call(runner, Some(register_on_runner), counter.ptr(), 10_000, None, &mut result) };
+        assert_eq!(status, TG_OK);
+        assert_ne!(result.addr() as u64, crate::api::current_thread_id().expect("live thread"));
+        assert_eq!(counter.destroyed(), 0);
+        assert_eq!(tg_runner_stop(runner), TG_OK);
+        assert_eq!(counter.destroyed(), 1, "the runner destroyed it when it stopped");
+    }
+}
