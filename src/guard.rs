@@ -18,8 +18,7 @@ use crate::identity::{self, Liveness};
 use crate::inbox;
 use crate::state::{ThreadState, with_state};
 pub(crate) use crate::table::Expected;
-use crate::table::{Kind, Refusal, Removed};
-use slotmap::DefaultKey;
+use crate::table::{Borrowed, Kind, Refusal, Removed};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -292,7 +291,7 @@ pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Clears the busy mark and the depth when a borrow ends, also on unwind.
 struct BorrowGuard<'a> {
     state: &'a ThreadState,
-    slot: DefaultKey,
+    borrowed: Borrowed,
 }
 
 impl Drop for BorrowGuard<'_> {
@@ -300,7 +299,7 @@ impl Drop for BorrowGuard<'_> {
     fn drop(&mut self) {
         self.state.depth.set(self.state.depth.get() - 1);
         if let Ok(mut table) = self.state.table.try_borrow_mut() {
-            table.end_borrow(self.slot);
+            table.end_borrow(self.borrowed);
         }
     }
 }
@@ -346,12 +345,12 @@ pub(crate) fn borrow<R>(
             .begin_borrow(handle.key, expected)
             .map_err(|refusal| state.refused(op, handle, refusal, Some(expected)))?;
         let Some(call) = call else {
-            state.table.borrow_mut().end_borrow(borrowed.slot);
+            state.table.borrow_mut().end_borrow(borrowed);
             return Err(state.null_argument(op, null_arg));
         };
         state.depth.set(state.depth.get() + 1);
         let result = {
-            let _guard = BorrowGuard { state, slot: borrowed.slot };
+            let _guard = BorrowGuard { state, borrowed };
             call(borrowed.object)
         };
         state.after_success();

@@ -129,6 +129,8 @@ pub(crate) struct TooManyDisposers;
 pub(crate) struct Borrowed {
     pub(crate) slot: DefaultKey,
     pub(crate) object: *mut c_void,
+    /// The entry's flags before the borrow, which [`Table::end_borrow`] restores.
+    flags: u32,
 }
 
 /// A thread's table of objects.
@@ -239,16 +241,22 @@ impl Table {
         if !ready {
             return Err(self.refusal(slot, expected));
         }
-        entry.flags |= BUSY;
-        Ok(Borrowed { slot, object: entry.object })
+        let flags = entry.flags;
+        entry.flags = flags | BUSY;
+        Ok(Borrowed { slot, object: entry.object, flags })
     }
 
     /// Clears the busy mark set by [`Table::begin_borrow`]. A busy entry cannot be removed,
-    /// so the slot still holds the same entry.
+    /// so the slot still holds the same entry, with the same flags but for the mark.
+    ///
+    /// The flags are written whole rather than the mark cleared in place: clearing one bit
+    /// compiles to a one-byte store, and the next borrow's four-byte load of the flags cannot
+    /// be forwarded from it, which stalls that load until the store reaches the cache.
     #[inline]
-    pub(crate) fn end_borrow(&mut self, slot: DefaultKey) {
-        if let Some(entry) = self.slots.get_mut(slot) {
-            entry.flags &= !BUSY;
+    pub(crate) fn end_borrow(&mut self, borrowed: Borrowed) {
+        if let Some(entry) = self.slots.get_mut(borrowed.slot) {
+            debug_assert_eq!(entry.flags, borrowed.flags | BUSY, "a busy entry changed");
+            entry.flags = borrowed.flags;
         }
     }
 
@@ -399,7 +407,7 @@ mod tests {
         // A wrong type is reported before busy, as for a destroy.
         assert!(matches!(table.begin_borrow(key, Expected::Foreign(8)), Err(Refusal::WrongType(_))));
         assert!(matches!(table.remove(key, None), Err(Refusal::Busy)));
-        table.end_borrow(borrowed.slot);
+        table.end_borrow(borrowed);
         assert!(table.begin_borrow(key, Expected::Foreign(7)).is_ok());
     }
 }
