@@ -20,14 +20,15 @@
 #   bench-c           the C harness (bench/c/bench.c): $(TG_BENCH_C_RUNS) runs of 11 interleaved
 #                     timed loops per operation
 #   bench-callgrind   instructions per operation of the same loops, Rust and C, under callgrind
-#   bench-go          the Go benchmarks in go/ ($(TG_BENCH_GO_COUNT) runs of go test -bench),
-#                     summarised by benchstat
+#   bench-go          the Go benchmarks in go/: $(TG_BENCH_GO_COUNT) rounds, each running every
+#                     benchmark once, so that the rows compared with each other are measured
+#                     side by side in every round; summarised by benchstat
 #   bench-report      the report from whatever results are in $(TG_BENCH_DIR)
 #   bench-clean       remove $(TG_BENCH_DIR)
 #
 # Knobs: TG_LIB_DIR, TG_INCLUDE, TG_BENCH_DIR, TG_BENCH_CC, TG_VALGRIND, TG_BENCH_CG_ITERS
 # (iterations per callgrind loop), TG_BENCH_C_RUNS (runs of the C harness), TG_BENCH_GO_COUNT,
-# TG_BENCH_GO_FLAGS (more go test flags, e.g. -benchtime=500ms), TG_BENCH_GOBIN (where
+# TG_BENCH_GO_FLAGS (more test binary flags, e.g. -test.benchtime=500ms), TG_BENCH_GOBIN (where
 # benchstat is installed).
 #
 # The runner rows need `threadguard::runner`: they are built (cargo feature `runner` of the
@@ -127,8 +128,10 @@ bench-callgrind: bench-tool $(TG_BENCH_C)
 bench-go:
 	@mkdir -p $(TG_BENCH_DIR)
 	@if ! command -v $(GO) >/dev/null; then echo "bench-go: no Go toolchain; Go rows not run"; exit 0; fi; \
-	if (cd go && $(GO) test -run '^$$' -bench . -count $(TG_BENCH_GO_COUNT) $(TG_BENCH_GO_FLAGS)) \
-	        > $(TG_BENCH_DIR)/go.log 2>&1; then \
+	if (cd go && $(GO) test -c -o $(abspath $(TG_BENCH_DIR))/go.test . && \
+	    for round in $$(seq $(TG_BENCH_GO_COUNT)); do \
+	        $(abspath $(TG_BENCH_DIR))/go.test -test.run '^$$' -test.bench . -test.count 1 $(TG_BENCH_GO_FLAGS) || exit 1; \
+	    done) > $(TG_BENCH_DIR)/go.log 2>&1; then \
 	    grep -E '^(goos|goarch|pkg|cpu|Benchmark)' $(TG_BENCH_DIR)/go.log > $(TG_BENCH_DIR)/go.txt; \
 	    if [ ! -x $(TG_BENCH_GOBIN)/benchstat ]; then \
 	        GOBIN=$(abspath $(TG_BENCH_GOBIN)) $(GO) install golang.org/x/perf/cmd/benchstat@latest; \
