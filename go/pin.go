@@ -22,6 +22,12 @@ import (
 // sound because a thread with a debt is still locked to the goroutine that
 // owes it: no other goroutine can run there, so whoever calls settle on that
 // thread is the debtor.
+//
+// A debt can outlive its debtor: a goroutine that exits before its next call
+// ends its locked thread, and what that thread was owed stays in the ledger.
+// total then stays above zero, and every later call pays for settle's slow
+// path (a lock and a map lookup) for nothing. That is correct, only slower;
+// the ledger cannot tell that a thread has gone.
 var pins pinLedger
 
 type pinLedger struct {
