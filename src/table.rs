@@ -176,7 +176,10 @@ impl Table {
         Ok(self.mix.mix(key.data().as_ffi()))
     }
 
-    /// The index of `disposer` in this thread's list, added if new.
+    /// The index of `disposer` in this thread's list, added if new. The last one used is
+    /// checked first; a miss scans the list, which holds one element per destructor function
+    /// and Rust type the thread has registered (a few dozen in a large program), so
+    /// registration stays cheap without a hash map.
     fn disposer_index(&mut self, disposer: Disposer) -> Result<u32, TooManyDisposers> {
         let last = self.last_disposer as usize;
         if self.disposers.get(last).is_some_and(|known| known.same(disposer)) {
