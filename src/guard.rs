@@ -23,11 +23,13 @@ use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 impl Expected {
+    /// The expected type, worded as `describe_kind` words what an entry holds (a C object's
+    /// destructor is not part of its type).
     fn describe(self) -> String {
-        match self {
-            Expected::Foreign(tag) => format!("a C object with type tag {tag}"),
-            Expected::Native(native) => format!("a Rust {}", (native.type_name)()),
-        }
+        describe_kind(&match self {
+            Expected::Foreign(type_tag) => Kind::Foreign { type_tag, destructor: None },
+            Expected::Native(native) => Kind::Native(native),
+        })
     }
 }
 

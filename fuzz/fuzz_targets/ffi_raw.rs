@@ -215,7 +215,8 @@ fn run(data: &[u8]) {
             12 => {
                 let mut name: Vec<u8> = input.bytes::<12>().iter().copied().filter(|&b| b != 0).collect();
                 name.push(0);
-                let ptr: *const c_char = if name.len().is_multiple_of(3) { std::ptr::null() } else { name.as_ptr().cast() };
+                let ptr: *const c_char =
+                    if name.len().is_multiple_of(3) { std::ptr::null() } else { name.as_ptr().cast() };
                 // SAFETY: `ptr` is NULL or a NUL-terminated string.
                 let status = unsafe { tg_set_thread_name(ptr) };
                 assert_documented("tg_set_thread_name", status, &[TG_OK, TG_ERR_NULL_POINTER]);

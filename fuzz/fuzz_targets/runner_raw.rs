@@ -157,6 +157,18 @@ fn queue_check(known: Known) -> Option<tg_status> {
     }
 }
 
+/// What `tg_runner_start` and `tg_cq_create` return: the out pointer is checked first, then
+/// the capacity.
+fn create_status(null_out: bool, capacity: u32) -> tg_status {
+    if null_out {
+        TG_ERR_NULL_POINTER
+    } else if capacity == 0 {
+        TG_ERR_INVALID_ARGUMENT
+    } else {
+        TG_OK
+    }
+}
+
 fn check(function: &str, status: tg_status, allowed: &[tg_status], exact: Option<tg_status>) {
     assert!(allowed.contains(&status), "{function} returned {status}, not one of {allowed:?}");
     if let Some(exact) = exact {
@@ -207,13 +219,7 @@ fn run(data: &[u8]) {
                 let name: *const c_char = if flags & 0x40 != 0 { std::ptr::null() } else { c"fuzz-runner".as_ptr() };
                 // SAFETY: `name` is NULL or a static string; `out` is NULL or a live local.
                 let status = unsafe { tg_runner_start(name, capacity, out) };
-                let exact = if null_out {
-                    TG_ERR_NULL_POINTER
-                } else if capacity == 0 {
-                    TG_ERR_INVALID_ARGUMENT
-                } else {
-                    TG_OK
-                };
+                let exact = create_status(null_out, capacity);
                 check("tg_runner_start", status, &[TG_OK, TG_ERR_NULL_POINTER, TG_ERR_INVALID_ARGUMENT], Some(exact));
                 if status == TG_OK {
                     assert_eq!(runner.owner, TG_RUNNER_OWNER);
@@ -230,13 +236,7 @@ fn run(data: &[u8]) {
                 let out: *mut Handle = if null_out { std::ptr::null_mut() } else { &mut cq };
                 // SAFETY: `out` is NULL or a live local; `discard` is sound on any thread.
                 let status = unsafe { tg_cq_create(capacity, Some(discard), out) };
-                let exact = if null_out {
-                    TG_ERR_NULL_POINTER
-                } else if capacity == 0 {
-                    TG_ERR_INVALID_ARGUMENT
-                } else {
-                    TG_OK
-                };
+                let exact = create_status(null_out, capacity);
                 check("tg_cq_create", status, &[TG_OK, TG_ERR_NULL_POINTER, TG_ERR_INVALID_ARGUMENT], Some(exact));
                 if status == TG_OK {
                     assert_eq!(cq.owner, TG_CQ_OWNER);
