@@ -23,8 +23,9 @@ import (
 // memory holding a runtime/cgo.Handle, so C keeps no Go pointer. Close the
 // Callback once C can no longer call it.
 //
-// fn must not panic: a panic cannot unwind through the C frames between C's
-// call and fn, so it ends the program with the panic's message and stack.
+// fn must not panic, nor call runtime.Goexit (nor, in a test, t.FailNow or
+// t.Fatal): neither can pass through the C frames between C's call and fn,
+// so either ends the program with a message saying so and the stack.
 type Callback struct {
 	h    cgo.Handle
 	ctx  *C.uintptr_t
@@ -60,16 +61,36 @@ func (c *Callback) Close() {
 //
 //export tgoInvoke
 func tgoInvoke(h C.uintptr_t, arg unsafe.Pointer) {
-	defer fatalOnPanic("a Go function called from C")
+	returned := false
+	defer leaveToC("a Go function called from C", &returned)
 	cgo.Handle(h).Value().(func(unsafe.Pointer))(arg)
+	returned = true
 }
 
-// fatalOnPanic, deferred by Go code that C calls, ends the program on a
-// panic, with the panic's message and stack: a panic must not unwind
-// through C frames, and there is no Go caller to return it to.
-func fatalOnPanic(what string) {
+// leaveToC, deferred by Go code that C calls, ends the program when the
+// code does not return to C normally: on a panic, and on runtime.Goexit.
+// Neither can pass through the C frames below: a panic must not unwind
+// them, and Goexit would skip them without running them to their end (a
+// borrow would never end, its object would stay busy, its thread's cleanup
+// would be refused), and Go cannot stop a Goexit once it has begun. So the
+// program ends at once, loudly, with what happened and the stack where it
+// happened. *returned reports whether the code ran to its end. (leaveToC
+// itself must be the deferred function, for recover to work.)
+func leaveToC(what string, returned *bool) {
 	if r := recover(); r != nil {
 		fmt.Fprintf(os.Stderr, "threadguard: panic in %s: %v\n%s", what, r, debug.Stack())
 		os.Exit(2)
 	}
+	if !*returned {
+		exitOnGoexit(what, "the goroutine would end without returning to the C code that called it")
+	}
+}
+
+// exitOnGoexit ends the program for a runtime.Goexit (called directly, or by
+// t.FailNow, t.Fatal, t.Skip and the like) in Go code that C called: what
+// names the code, and lost says what the Goexit would leave undone.
+func exitOnGoexit(what, lost string) {
+	fmt.Fprintf(os.Stderr, "threadguard: runtime.Goexit (which t.FailNow, t.Fatal and t.Skip call) in %s: %s; "+
+		"Go cannot stop a Goexit, so the program exits\n%s", what, lost, debug.Stack())
+	os.Exit(2)
 }

@@ -45,6 +45,14 @@ func (h Handle) c() C.tg_handle {
 // or borrowed again (ErrBusy) until fn returns, and fn must not keep the
 // pointer. A panic in fn is returned as an error wrapping ErrPanic.
 //
+// fn must return: it must not call runtime.Goexit (nor, in a test,
+// t.FailNow, t.Fatal or t.Skip, which call it). fn runs in a callback from
+// the library's C code, which Goexit would skip: the borrow would never end.
+// Go cannot stop a Goexit once it has begun, so With ends the program
+// instead, with a message that names Goexit and the handle, and the stack
+// of the call. Report failures from fn as its error, and call t.Fatal after
+// With returns.
+//
 // When the library refuses the borrow (ErrWrongThread, ErrStale,
 // ErrWrongType, ErrBusy, ...), fn is not called and nothing changes. A nil
 // fn is passed on as NULL: the library checks the handle, then refuses it
@@ -55,7 +63,16 @@ func (h Handle) With(tag Tag, fn func(obj unsafe.Pointer) error) error {
 	}
 	var ferr error
 	cb := cgo.NewHandle(func(obj unsafe.Pointer) {
+		returned := false
+		defer func() {
+			if !returned { // guard recovers panics: fn called runtime.Goexit
+				exitOnGoexit("the function given to With for handle "+h.String(),
+					"the goroutine would end without returning to the borrow of the object, which would never end: "+
+						"the object would stay busy and its thread's cleanup be refused")
+			}
+		}()
 		ferr = guard("With", func() error { return fn(obj) })
+		returned = true
 	})
 	defer cb.Delete()
 	pins.settle()

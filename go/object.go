@@ -117,7 +117,9 @@ func (o *Object) route() func(context.Context, func() error) error {
 // pointer; see Handle.With. For an object bound to a Thread or a Runner,
 // the call runs there, and ctx applies as in Thread.Do. For an object bound
 // to a goroutine, With runs fn on the calling goroutine if that is the owner,
-// and otherwise returns ErrWrongThread without calling it.
+// and otherwise returns ErrWrongThread without calling it. fn must return:
+// runtime.Goexit in fn (t.FailNow, t.Fatal) ends the program, as
+// Handle.With explains.
 func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) error {
 	defer runtime.KeepAlive(o)
 	if do := o.route(); do != nil {
@@ -144,9 +146,13 @@ func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
 }
 
 // Close destroys the object on its owner thread, running its destructor,
-// and cancels its cleanup. It is idempotent: after a successful Close, and
-// after the Close of the object's Thread or the Stop of its Runner (which
-// destroyed it), it returns nil.
+// and cancels its cleanup. It returns nil only once the object has been
+// destroyed. It is idempotent: after a successful Close, and after the
+// Close of the object's Thread or the Stop of its Runner (which destroyed
+// it), it returns nil. If that Close or Stop is under way, Close waits for
+// it to finish (called on the owner's own thread meanwhile, from its last
+// work or a destructor, it destroys the object at once), and returns an
+// error if it failed.
 //
 // For an object bound to a goroutine, only that goroutine can close it:
 // from another goroutine Close returns ErrWrongThread and changes nothing
@@ -165,11 +171,42 @@ func (o *Object) Close() error {
 		return o.destroy()
 	}
 	err := do(context.Background(), o.destroy)
-	if errors.Is(err, ErrShutDown) && o.closed.CompareAndSwap(false, true) {
-		o.cleanup.Stop() // its Thread's Close or Runner's Stop destroys it, or has
-		return nil
+	if errors.Is(err, ErrShutDown) {
+		return o.ownerShutDown()
 	}
 	return err
+}
+
+// ownerShutDown finishes a Close that found the owner Thread closing or
+// Runner stopping: that destroys every object the owner still has. Close
+// waits for it, and reports success only if it succeeded. On the owner's
+// own thread, where that shutdown waits for the caller to return, the
+// object is destroyed at once instead.
+func (o *Object) ownerShutDown() error {
+	var done <-chan struct{}
+	var result *error
+	switch {
+	case o.thread != nil && o.thread.onThread(), o.runner != nil && o.runner.onRunner():
+		return o.destroy()
+	case o.thread != nil:
+		done, result = o.thread.done, &o.thread.err
+	default:
+		done, result = o.runner.stopped, &o.runner.stopErr
+	}
+	<-done
+	if err := *result; err != nil {
+		sentinel := ErrShutDown
+		var e *Error
+		if errors.As(err, &e) {
+			sentinel = e.Err
+		}
+		return newError("Object.Close", sentinel, "object "+o.h.String()+
+			" may not have been destroyed: the shutdown of its owner failed: "+err.Error())
+	}
+	if o.closed.CompareAndSwap(false, true) {
+		o.cleanup.Stop() // the owner's shutdown destroyed it
+	}
+	return nil
 }
 
 // destroy runs on the owner thread (or, for a pinned object, on the caller,

@@ -37,8 +37,8 @@ const MaxQueueCapacity = C.TG_MAX_QUEUE_CAPACITY
 // runtime/cgo.Handle: C holds no Go pointer. A panic in the work is
 // recovered before it can reach the C frames and is reported as ErrPanic.
 // The work must not call runtime.Goexit (nor, in a test, t.FailNow or
-// t.Fatal): Go ends the program when Goexit is called on a thread it did
-// not create.
+// t.Fatal): it cannot return through the C frames that called the work,
+// and Go cannot stop it, so the program ends with a message saying so.
 //
 // Stop the Runner before the program exits.
 type Runner struct {
@@ -46,9 +46,10 @@ type Runner struct {
 	name string
 	id   uint64 // the runner thread's ID
 
-	stopping atomic.Bool // Stop has begun
-	stopOnce sync.Once
-	stopErr  error
+	stopping atomic.Bool   // Stop has begun
+	stopOnce sync.Once     // runs Stop's work once
+	stopped  chan struct{} // closed once Stop has finished
+	stopErr  error         // tg_runner_stop's result, read after stopped
 }
 
 // runners maps a running Runner's thread ID to the Runner.
@@ -84,7 +85,7 @@ func StartRunner(name string, capacity int) (*Runner, error) {
 		C.tg_runner_stop(h)
 		return nil, err
 	}
-	r := &Runner{h: Handle{Owner: uint64(h.owner), Key: uint64(h.key)}, name: name, id: uint64(id)}
+	r := &Runner{h: Handle{Owner: uint64(h.owner), Key: uint64(h.key)}, name: name, id: uint64(id), stopped: make(chan struct{})}
 	runners.Store(r.id, r)
 	return r, nil
 }
@@ -234,6 +235,7 @@ func (r *Runner) Stop() error {
 		r.stopping.Store(true)
 		r.stopErr = stop()
 		runners.Delete(r.id)
+		close(r.stopped)
 	})
 	return r.stopErr
 }
@@ -346,8 +348,10 @@ func (j *job) report(h cgo.Handle, err error) {
 	}
 	releaseJob(h)
 	if j.done != nil {
-		defer fatalOnPanic("the done function given to Runner.Post")
+		returned := false
+		defer leaveToC("the done function given to Runner.Post", &returned)
 		j.done(err)
+		returned = true
 	}
 }
 
@@ -356,16 +360,20 @@ func (j *job) report(h cgo.Handle, err error) {
 //
 //export tgoRunnerWork
 func tgoRunnerWork(h C.uintptr_t) {
-	defer fatalOnPanic("a runner job")
+	returned := false
+	defer leaveToC("work sent to a Runner", &returned)
 	cgo.Handle(h).Value().(*job).run(cgo.Handle(h))
+	returned = true
 }
 
 // tgoRunnerFail is called on the runner for a Post job that it never ran.
 //
 //export tgoRunnerFail
 func tgoRunnerFail(h C.uintptr_t, status C.tg_status) {
-	defer fatalOnPanic("a runner job")
+	returned := false
+	defer leaveToC("a Runner's report of work it did not run", &returned)
 	cgo.Handle(h).Value().(*job).fail(cgo.Handle(h), status)
+	returned = true
 }
 
 // tgoRunnerRelease releases a job's handle once the library is done with
@@ -375,6 +383,8 @@ func tgoRunnerFail(h C.uintptr_t, status C.tg_status) {
 //
 //export tgoRunnerRelease
 func tgoRunnerRelease(h C.uintptr_t) {
-	defer fatalOnPanic("a runner job")
+	returned := false
+	defer leaveToC("a runner's release of a job", &returned)
 	releaseJob(cgo.Handle(h))
+	returned = true
 }
