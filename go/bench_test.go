@@ -117,7 +117,7 @@ func BenchmarkRunnerCall(b *testing.B) {
 }
 
 // BenchmarkRunnerCallCancellable is RunnerCall with a context that can be
-// cancelled: a helper goroutine makes the blocking C call.
+// cancelled (Call waits in a select on the context too).
 func BenchmarkRunnerCallCancellable(b *testing.B) {
 	r := newRunner(b, "bench", 1024)
 	o := newRunnerAffine(b, r)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math"
 	"runtime/cgo"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type Runner struct {
 	stopOnce sync.Once     // runs Stop's work once
 	stopped  chan struct{} // closed once Stop has finished
 	stopErr  error         // tg_runner_stop's result, read after stopped
+	room     waitList      // Calls waiting for room in the full queue
 }
 
 // runners maps a running Runner's thread ID to the Runner.
@@ -102,21 +104,16 @@ func (r *Runner) String() string { return threadLabel(r.id, r.name) }
 
 // Call runs fn on the runner's thread and returns its error.
 //
-// It waits in C (tg_runner_call), holding its OS thread like any blocking
-// cgo call: for room if the queue is full, then for fn's result. ctx's
-// deadline is the call's C timeout. ctx applies as in Thread.Do: if ctx is
-// done before fn starts, Call returns ctx.Err() and fn never runs (a fn
-// still queued is skipped when its turn comes). Once fn has started, Call
-// waits for it and returns its result even if ctx is done meanwhile: the
-// runner's thread cannot be interrupted, and returning early would leave
-// the caller not knowing whether fn's effects happened. fn may watch ctx
-// itself.
-//
-// If ctx can be cancelled (ctx.Done is not nil), a helper goroutine makes
-// the C call, so that Call can return as soon as ctx is done; the helper
-// ends when the library gives the work up: when the runner reaches it (and
-// skips it), at ctx's deadline, or at Stop. Its cgo.Handle is released
-// there, by the helper or by the library's abandon callback on the runner.
+// It waits in Go, as a goroutine blocked on a channel, not in C: waiting
+// callers cost goroutines, not OS threads. While the runner's queue is
+// full, Call waits for room; then for fn's result. ctx applies as in
+// Thread.Do: if ctx is done before fn starts (while Call waits for room or
+// fn waits in the queue), Call returns ctx.Err() at once and fn never runs
+// (a fn still queued is skipped when its turn comes). Once fn has started,
+// Call waits for it and returns its result even if ctx is done meanwhile:
+// the runner's thread cannot be interrupted, and returning early would
+// leave the caller not knowing whether fn's effects happened. fn may watch
+// ctx itself.
 //
 // A panic in fn is returned as an error wrapping ErrPanic; the runner goes
 // on. Once the runner is stopping, or if it stops before fn's turn, Call
@@ -132,54 +129,55 @@ func (r *Runner) Call(ctx context.Context, fn func() error) error {
 		}
 		return guard("Runner.Call", fn)
 	}
-	timeout, ok := timeoutMillis(ctx)
-	if !ok {
-		return context.DeadlineExceeded
-	}
 	j := &job{r: r, kind: callJob, fn: fn, res: make(chan error, 1)}
-	if ctx.Done() == nil {
-		r.call(ctx, j, timeout) // ctx never ends: wait here
-		return <-j.res
+	if err := r.postWaiting(ctx, j); err != nil {
+		return err
 	}
-	go r.call(ctx, j, timeout)
+	return j.wait(ctx)
+}
+
+// postWaiting posts j, waiting in Go while the queue is full: it joins the
+// runner's room waiters and tries again when the runner takes a job out of
+// its queue. It returns ctx.Err() if ctx is done first. If it returns an
+// error, j is not queued and its handle is released.
+func (r *Runner) postWaiting(ctx context.Context, j *job) error {
+	h := newJobHandle(j)
+	err := r.postHandle(h)
+	for errors.Is(err, ErrLimit) {
+		// Join before trying again: a slot that frees after this try wakes
+		// this waiter (or one before it), so no wake-up is lost.
+		w := r.room.join()
+		if err = r.postHandle(h); !errors.Is(err, ErrLimit) {
+			r.room.leave(w)
+			break
+		}
+		select {
+		case <-w:
+			if r.stopping.Load() {
+				err = r.shutDownError("Runner.Call")
+			}
+		case <-ctx.Done():
+			r.room.leave(w)
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		releaseJob(h)
+	}
+	return err
+}
+
+// wait waits for the outcome of a Call job that the runner accepted.
+func (j *job) wait(ctx context.Context) error {
 	select {
 	case err := <-j.res:
 		return err
 	case <-ctx.Done():
 		if j.state.CompareAndSwap(queued, dropped) {
-			return ctx.Err()
+			return ctx.Err() // the runner skips fn and releases the job
 		}
-		return <-j.res
+		return <-j.res // fn has started: wait for it
 	}
-}
-
-// call makes Call's blocking C call and sends the outcome to j.res, unless
-// fn does (it ran) or nobody waits for it (Call dropped it).
-//
-// The library answers TG_OK once the work has run (fn, or the skip of a
-// dropped fn), and TG_ERR_TIMEOUT if the deadline came first, in which case
-// it calls the abandon function (tgoRunnerRelease) on the runner once it is
-// done with the job: the job's handle is released here in every other case.
-func (r *Runner) call(ctx context.Context, j *job, timeout int64) {
-	h := newJobHandle(j)
-	err := callLocked("tg_runner_call", func() C.tg_status {
-		return C.tgo_runner_call(r.h.c(), C.uintptr_t(h), C.int64_t(timeout))
-	})
-	if !errors.Is(err, ErrTimeout) {
-		releaseJob(h)
-	}
-	if err == nil || !j.state.CompareAndSwap(queued, dropped) {
-		return
-	}
-	if errors.Is(err, ErrTimeout) || errors.Is(err, ErrLimit) {
-		// The deadline passed, while the work waited for its turn or for
-		// room in the queue (TG_ERR_LIMIT: it was never queued).
-		err = ctx.Err()
-		if err == nil { // the library's clock ran ahead of ctx's timer
-			err = context.DeadlineExceeded
-		}
-	}
-	j.res <- err
 }
 
 // Post queues fn to run on the runner and returns at once, without
@@ -233,8 +231,10 @@ func (r *Runner) Stop() error {
 	}
 	r.stopOnce.Do(func() {
 		r.stopping.Store(true)
+		r.room.wakeAll() // Calls waiting for room return ErrShutDown
 		r.stopErr = stop()
 		runners.Delete(r.id)
+		r.room.wakeAll()
 		close(r.stopped)
 	})
 	return r.stopErr
@@ -244,13 +244,20 @@ func (r *Runner) Stop() error {
 // j's handle is released and the error returned.
 func (r *Runner) post(j *job) error {
 	h := newJobHandle(j)
-	err := callLocked("tg_runner_post", func() C.tg_status {
-		return C.tgo_runner_post(r.h.c(), C.uintptr_t(h))
-	})
+	err := r.postHandle(h)
 	if err != nil {
 		releaseJob(h)
 	}
 	return err
+}
+
+// postHandle queues the job with handle h (tg_runner_post). Once queued, the
+// job is run (tgoRunnerWork) or failed (tgoRunnerFail) exactly once, on the
+// runner, and that releases h.
+func (r *Runner) postHandle(h cgo.Handle) error {
+	return callLocked("tg_runner_post", func() C.tg_status {
+		return C.tgo_runner_post(r.h.c(), C.uintptr_t(h))
+	})
 }
 
 // onRunner reports whether the caller runs on the runner's thread: only
@@ -273,34 +280,28 @@ func currentRunner() *Runner {
 	return nil
 }
 
-// job is one Go function sent to a runner. C holds only its cgo.Handle: the
-// work's context and, for a completion-queue entry, the entry's tag. The
-// handle is released exactly once, by whichever step sees the job last (see
-// jobKind).
+// job is one Go function sent to a runner (tg_runner_post). C holds only
+// its cgo.Handle. The runner runs the job (tgoRunnerWork), or fails it if
+// it stops before the job's turn (tgoRunnerFail), exactly once; that
+// releases the handle and delivers the outcome as the job's kind says.
 type job struct {
 	r     *Runner
 	kind  jobKind
 	fn    func() error
-	state atomic.Int32 // queued → running, or queued → dropped (see Call)
-	done  func(error)  // postJob: called on the runner with the outcome
-	res   chan error   // callJob and entryJob: capacity 1, receives the outcome
-	tag   uint64       // entryJob: the caller's tag
+	state atomic.Int32     // queued → running, or queued → dropped (see Call)
+	done  func(error)      // postJob: called on the runner with the outcome
+	res   chan error       // callJob: capacity 1, receives the outcome
+	q     *CompletionQueue // entryJob: receives the outcome as a Completion
+	tag   uint64           // entryJob: the caller's tag
 }
 
-// jobKind says how a job's outcome is delivered and who releases its
-// handle.
+// jobKind says where a job's outcome goes.
 type jobKind uint8
 
 const (
-	// postJob (Post): done gets the outcome; the job's run, or its failure
-	// at Stop, releases the handle.
-	postJob jobKind = iota
-	// callJob (Call): the outcome goes to res; Runner.call releases the
-	// handle, or the abandon callback after a timeout.
-	callJob
-	// entryJob (PostTo): the outcome goes to res; the Wait that takes the
-	// entry releases the handle, or the queue's discard callback.
-	entryJob
+	postJob  jobKind = iota // Post: done gets the outcome, on the runner
+	callJob                 // Call: the outcome goes to res
+	entryJob                // PostTo: the outcome goes to q
 )
 
 // op names the method that posted a job, in errors.
@@ -323,16 +324,22 @@ func releaseJob(h cgo.Handle) {
 
 // run is the job's turn on the runner.
 func (j *job) run(h cgo.Handle) {
+	j.r.room.wakeOne() // the runner has taken j out of its queue
 	if !j.state.CompareAndSwap(queued, running) {
-		return // its Call gave up waiting: fn never runs
+		releaseJob(h) // its Call gave up waiting: fn never runs
+		return
 	}
-	j.report(h, guard(j.kind.op(), j.fn))
+	err := guard(j.kind.op(), j.fn)
+	releaseJob(h)
+	j.deliver(err)
 }
 
-// fail reports a Post job that the runner never ran, with status (it
-// stopped before the job's turn).
+// fail reports a job that the runner never ran, with status (it stopped
+// before the job's turn).
 func (j *job) fail(h cgo.Handle, status C.tg_status) {
-	j.report(h, j.failure(status))
+	j.r.room.wakeOne()
+	releaseJob(h)
+	j.deliver(j.failure(status))
 }
 
 func (j *job) failure(status C.tg_status) error {
@@ -340,18 +347,20 @@ func (j *job) failure(status C.tg_status) error {
 		"runner "+j.r.String()+" stopped before the work's turn; it did not run")
 }
 
-// report delivers the outcome and releases a Post job's handle.
-func (j *job) report(h cgo.Handle, err error) {
-	if j.kind != postJob {
-		j.res <- err
-		return
-	}
-	releaseJob(h)
-	if j.done != nil {
-		returned := false
-		defer leaveToC("the done function given to Runner.Post", &returned)
-		j.done(err)
-		returned = true
+// deliver hands the outcome to whoever waits for it.
+func (j *job) deliver(err error) {
+	switch j.kind {
+	case postJob:
+		if j.done != nil {
+			returned := false
+			defer leaveToC("the done function given to Runner.Post", &returned)
+			j.done(err)
+			returned = true
+		}
+	case callJob:
+		j.res <- err // never blocks: one outcome, capacity 1
+	case entryJob:
+		j.q.deliver(Completion{Tag: j.tag, Err: err})
 	}
 }
 
@@ -366,7 +375,7 @@ func tgoRunnerWork(h C.uintptr_t) {
 	returned = true
 }
 
-// tgoRunnerFail is called on the runner for a Post job that it never ran.
+// tgoRunnerFail is called on the runner for a job that it never ran.
 //
 //export tgoRunnerFail
 func tgoRunnerFail(h C.uintptr_t, status C.tg_status) {
@@ -376,15 +385,63 @@ func tgoRunnerFail(h C.uintptr_t, status C.tg_status) {
 	returned = true
 }
 
-// tgoRunnerRelease releases a job's handle once the library is done with
-// it: as a Call's abandon function, after the call timed out, and as a
-// completion queue's discard function, for an entry that will never be
-// taken because its queue was closed.
-//
-//export tgoRunnerRelease
-func tgoRunnerRelease(h C.uintptr_t) {
-	returned := false
-	defer leaveToC("a runner's release of a job", &returned)
-	releaseJob(cgo.Handle(h))
-	returned = true
+// waitList is a runner's Calls waiting for room in its full queue, first
+// come first served. Each job the runner takes out of its queue wakes one
+// waiter (wakeOne), which tries to post again; a waiter that leaves after
+// it was woken passes the wake-up on, so none is lost.
+type waitList struct {
+	n  atomic.Int32 // len(ws), so that wakeOne costs nothing when none waits
+	mu sync.Mutex
+	ws []chan struct{} // each of capacity 1
+}
+
+// join adds a waiter and returns the channel that wakes it.
+func (l *waitList) join() chan struct{} {
+	w := make(chan struct{}, 1)
+	l.mu.Lock()
+	l.ws = append(l.ws, w)
+	l.n.Store(int32(len(l.ws)))
+	l.mu.Unlock()
+	return w
+}
+
+// leave takes w off the list. If w was woken already, it wakes the next.
+func (l *waitList) leave(w chan struct{}) {
+	l.mu.Lock()
+	for i := len(l.ws) - 1; i >= 0; i-- {
+		if l.ws[i] == w {
+			l.ws = slices.Delete(l.ws, i, i+1)
+			l.n.Store(int32(len(l.ws)))
+			l.mu.Unlock()
+			return
+		}
+	}
+	l.mu.Unlock()
+	l.wakeOne()
+}
+
+// wakeOne wakes the longest waiting waiter, if any.
+func (l *waitList) wakeOne() {
+	if l.n.Load() == 0 {
+		return
+	}
+	l.mu.Lock()
+	if len(l.ws) > 0 {
+		l.ws[0] <- struct{}{}
+		l.ws[0] = nil
+		l.ws = l.ws[1:]
+		l.n.Store(int32(len(l.ws)))
+	}
+	l.mu.Unlock()
+}
+
+// wakeAll wakes every waiter.
+func (l *waitList) wakeAll() {
+	l.mu.Lock()
+	for _, w := range l.ws {
+		w <- struct{}{}
+	}
+	l.ws = nil
+	l.n.Store(0)
+	l.mu.Unlock()
 }

@@ -382,8 +382,8 @@ func TestRunnerCallWaitsForStartedWork(t *testing.T) {
 }
 
 // A Call whose deadline passes while its fn waits behind other work gets
-// the context's error; the runner skips the fn, and the library's abandon
-// callback releases its handle.
+// the context's error; the runner skips the fn when its turn comes and
+// releases its handle.
 func TestRunnerCallDeadlineWhileQueuedReleasesTheJob(t *testing.T) {
 	r := newRunner(t, "late", 16)
 	release := occupy(t, r)
@@ -403,8 +403,7 @@ func TestRunnerCallDeadlineWhileQueuedReleasesTheJob(t *testing.T) {
 }
 
 // A deadline that passes while fn runs does not cut the Call short: fn's
-// result is returned, and the late result the library hands to abandon is
-// released with the job.
+// result is returned, and the job is released.
 func TestRunnerCallDeadlineWhileRunningReturnsTheResult(t *testing.T) {
 	r := newRunner(t, "slow", 16)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -412,7 +411,7 @@ func TestRunnerCallDeadlineWhileRunningReturnsTheResult(t *testing.T) {
 	mine := errors.New("finished late")
 	err := r.Call(ctx, func() error {
 		<-ctx.Done()
-		time.Sleep(10 * time.Millisecond) // past the library's timeout too
+		time.Sleep(10 * time.Millisecond) // well past the deadline
 		return mine
 	})
 	if err != mine {

@@ -2,7 +2,7 @@
  * last-error message (tgo_call, tgo_with), and the callbacks. Every call from
  * C into Go enters through an exported Go function with a cgo.Handle,
  * whichever thread it arrives on: tgoInvoke for borrows and Callbacks,
- * tgoRunnerWork, tgoRunnerFail and tgoRunnerRelease for runner jobs. */
+ * tgoRunnerWork and tgoRunnerFail for runner jobs. */
 #define _GNU_SOURCE
 #include "shim.h"
 #include "_cgo_export.h"
@@ -75,36 +75,6 @@ static void tgo_runner_done(void *context, tg_status status, void *result) {
 	}
 }
 
-static void tgo_runner_abandon(void *context, tg_status status, void *result) {
-	(void)status;
-	(void)result;
-	tgoRunnerRelease((uintptr_t)context);
-}
-
-static void tgo_cq_discard(uint64_t tag, tg_status status, void *result) {
-	(void)status;
-	(void)result;
-	tgoRunnerRelease((uintptr_t)tag);
-}
-
 tg_status tgo_runner_post(tg_handle runner, uintptr_t job) {
 	return tg_runner_post(runner, tgo_runner_work, (void *)job, tgo_runner_done);
-}
-
-tg_status tgo_runner_post_to_queue(tg_handle runner, uintptr_t job, tg_handle cq) {
-	return tg_runner_post_to_queue(runner, tgo_runner_work, (void *)job, cq, (uint64_t)job);
-}
-
-tg_status tgo_runner_call(tg_handle runner, uintptr_t job, int64_t timeout_ms) {
-	void *result;
-	return tg_runner_call(runner, tgo_runner_work, (void *)job, timeout_ms, tgo_runner_abandon, &result);
-}
-
-tg_status tgo_cq_create(uint32_t capacity, tg_handle *out_cq) {
-	return tg_cq_create(capacity, tgo_cq_discard, out_cq);
-}
-
-tg_status tgo_cq_wait(tg_handle cq, int64_t timeout_ms, uint64_t *out_tag, tg_status *out_status) {
-	void *result;
-	return tg_cq_wait(cq, timeout_ms, out_tag, out_status, &result);
 }

@@ -35,20 +35,10 @@ void tgo_run_destructor(tg_destructor destroy, void *object);
 /* Whether the calling thread is the process's main thread. */
 int tgo_is_main_thread(void);
 
-/* Runner entry points with the package's trampolines. job is a cgo.Handle of
- * a Go job: the work's context and, for a completion-queue entry, its tag, so
- * C holds no Go pointer. The work enters Go on the runner (tgoRunnerWork).
- * Afterwards Go is entered again only to fail a post the runner never ran
- * (tgoRunnerFail), or to release the job of a call that timed out
- * (tgoRunnerRelease, as abandon). tgo_runner_call's result is always NULL. */
+/* tg_runner_post with the package's trampolines. job is a cgo.Handle of a Go
+ * job, so C holds no Go pointer. The work enters Go on the runner
+ * (tgoRunnerWork); a job the runner never ran enters Go there too, to be
+ * failed (tgoRunnerFail). Every outcome travels to its waiter in Go. */
 tg_status tgo_runner_post(tg_handle runner, uintptr_t job);
-tg_status tgo_runner_post_to_queue(tg_handle runner, uintptr_t job, tg_handle cq);
-tg_status tgo_runner_call(tg_handle runner, uintptr_t job, int64_t timeout_ms);
-
-/* tg_cq_create with the discard function that releases the entries' jobs. */
-tg_status tgo_cq_create(uint32_t capacity, tg_handle *out_cq);
-
-/* tg_cq_wait for entries of Go jobs, whose result is always NULL. */
-tg_status tgo_cq_wait(tg_handle cq, int64_t timeout_ms, uint64_t *out_tag, tg_status *out_status);
 
 #endif

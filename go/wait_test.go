@@ -1,0 +1,183 @@
+package threadguard
+
+import (
+	"context"
+	"errors"
+	"runtime/pprof"
+	"sync/atomic"
+	"testing"
+)
+
+// manyWaiters is how many goroutines the tests below keep waiting at once:
+// 10,000, or fewer under the race detector, which allows 8128.
+func manyWaiters() int {
+	if raceEnabled {
+		return 6_000
+	}
+	return 10_000
+}
+
+// threadsCreated counts the OS threads that Go has created so far.
+func threadsCreated() int { return pprof.Lookup("threadcreate").Count() }
+
+// spareThreads bounds the OS threads that a crowd of waiting goroutines may
+// add: the scheduler's own, and cgo calls in flight. A thread per waiter
+// would be thousands.
+const spareThreads = 64
+
+// Callers waiting on a busy runner wait as goroutines: 10,000 of them, most
+// waiting for room in its queue, add a handful of OS threads, not one each.
+// When the runner is free again, every fn runs exactly once and every Call
+// returns its result.
+func TestRunnerCallersWaitAsGoroutinesNotThreads(t *testing.T) {
+	const capacity = 16
+	callers := manyWaiters()
+	r := newRunner(t, "crowded", capacity)
+	release := occupy(t, r)
+	before := threadsCreated()
+	var ran atomic.Int64
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			errs <- r.Call(context.Background(), func() error { ran.Add(1); return nil })
+		}()
+	}
+	eventually(t, "every caller to wait", func() bool {
+		return liveJobs.Load() == int64(callers)+1 && r.room.n.Load() == int32(callers-capacity)
+	})
+	grown := threadsCreated() - before
+	if grown > spareThreads {
+		t.Fatalf("%d goroutines waiting on a runner made Go create %d OS threads", callers, grown)
+	}
+	t.Logf("%d goroutines waiting on a runner: %d OS threads created", callers, grown)
+	release()
+	for range callers {
+		if err := receive(t, "a waiting Call", errs); err != nil {
+			t.Fatalf("Call: %v", err)
+		}
+	}
+	if ran.Load() != int64(callers) {
+		t.Fatalf("%d fns ran for %d Calls", ran.Load(), callers)
+	}
+	noJobsLeft(t)
+}
+
+// A Call waiting for room returns as soon as its context is cancelled,
+// while the runner is still busy, and its fn never runs.
+func TestRunnerCallCancelledWhileWaitingForRoomReturnsAtOnce(t *testing.T) {
+	const capacity = 2
+	r := newRunner(t, "full", capacity)
+	release := occupy(t, r)
+	fill(t, r, capacity)
+	ctx, cancel := context.WithCancel(context.Background())
+	var ran atomic.Bool
+	res := make(chan error, 1)
+	go func() { res <- r.Call(ctx, func() error { ran.Store(true); return nil }) }()
+	eventually(t, "the Call to wait for room", func() bool { return r.room.n.Load() == 1 })
+	cancel()
+	wantErr(t, "Call cancelled while waiting for room", receive(t, "the cancelled Call", res), context.Canceled)
+	if r.room.n.Load() != 0 {
+		t.Fatal("the cancelled Call still waits for room")
+	}
+	release() // only now does the runner move
+	if err := r.Call(context.Background(), func() error { return nil }); err != nil {
+		t.Fatalf("Call: %v", err)
+	}
+	if ran.Load() {
+		t.Fatal("the cancelled Call's fn ran")
+	}
+	noJobsLeft(t)
+}
+
+// Goroutines waiting on a completion queue wait as goroutines too. Each
+// outcome goes to exactly one of them; the rest return when their context
+// is cancelled.
+func TestCompletionQueueWaitersAreGoroutinesNotThreads(t *testing.T) {
+	waiters := manyWaiters()
+	outcomes := waiters / 2
+	r := newRunner(t, "producer", outcomes)
+	q := newQueue(t, outcomes)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	before := threadsCreated()
+	type got struct {
+		c   Completion
+		err error
+	}
+	results := make(chan got, waiters)
+	for range waiters {
+		go func() {
+			c, err := q.Wait(ctx)
+			results <- got{c, err}
+		}()
+	}
+	eventually(t, "every Wait to block", func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return len(q.waiters) == waiters
+	})
+	grown := threadsCreated() - before
+	if grown > spareThreads {
+		t.Fatalf("%d goroutines waiting on a completion queue made Go create %d OS threads", waiters, grown)
+	}
+	t.Logf("%d goroutines waiting on a completion queue: %d OS threads created", waiters, grown)
+	for i := range uint64(outcomes) {
+		if err := r.PostTo(q, i, func() error { return nil }); err != nil {
+			t.Fatalf("PostTo %d: %v", i, err)
+		}
+	}
+	seen := make([]int, outcomes)
+	for range outcomes {
+		g := receive(t, "an outcome", results)
+		if g.err != nil || g.c.Err != nil {
+			t.Fatalf("Wait: %v, outcome %v", g.err, g.c.Err)
+		}
+		seen[g.c.Tag]++
+	}
+	cancel()
+	for range waiters - outcomes {
+		wantErr(t, "a Wait cancelled", receive(t, "a cancelled Wait", results).err, context.Canceled)
+	}
+	for tag, n := range seen {
+		if n != 1 {
+			t.Fatalf("outcome %d delivered %d times", tag, n)
+		}
+	}
+	noJobsLeft(t)
+}
+
+// An outcome handed to a Wait whose context ends at that moment goes back
+// to the front of the queue, for the next Wait: none is lost.
+func TestCompletionQueueCancelledWaitPutsItsOutcomeBack(t *testing.T) {
+	q := newQueue(t, 4)
+	if err := q.reserve(); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.reserve(); err != nil {
+		t.Fatal(err)
+	}
+	q.deliver(Completion{Tag: 2})
+	w := make(chan waitOutcome, 1)
+	q.mu.Lock()
+	q.waiters = append(q.waiters, w) // a Wait blocked when tag 1 arrives
+	q.mu.Unlock()
+	q.deliver(Completion{Tag: 1})
+	if q.leave(w) { // its context ends: it was handed tag 1 already
+		t.Fatal("the waiter was not handed the outcome")
+	}
+	q.requeue((<-w).c)
+	for _, want := range []uint64{1, 2} {
+		c, err := q.Wait(context.Background())
+		if err != nil || c.Tag != want {
+			t.Fatalf("Wait: tag %d, %v; want tag %d", c.Tag, err, want)
+		}
+	}
+	if q.reserved != 0 {
+		t.Fatalf("%d outcomes still reserved", q.reserved)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := q.Wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait on an empty queue with a cancelled context: %v", err)
+	}
+}
