@@ -3,8 +3,11 @@ package threadguard
 import (
 	"context"
 	"runtime"
+	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"threadguard.dev/threadguard/internal/affine"
@@ -27,6 +30,13 @@ import (
 //
 // RunnerPost prices the same call sent with Runner.Post, without waiting:
 // the runner's throughput, done callback included.
+//
+// ThreadDoRoundTrip and RunnerCallRoundTrip price the hand-off alone: a
+// function that does nothing, sent back to back by one goroutine with
+// Thread.Do and Runner.Call. Besides the mean (ns/op) they report the
+// median round trip (median-ns). ThreadIdleCPU reports what a Thread that
+// has been idle for 1 ms costs: the process's CPU time over the next second,
+// as a share of one CPU (idle-cpu-%).
 
 func BenchmarkRawCgo(b *testing.B) {
 	runtime.LockOSThread()
@@ -218,4 +228,67 @@ func BenchmarkLockedChannel(b *testing.B) {
 	for b.Loop() {
 		w.do(add)
 	}
+}
+
+func BenchmarkThreadDoRoundTrip(b *testing.B) {
+	th := newThread(b, "bench")
+	ctx := context.Background()
+	nop := func() error { return nil }
+	roundTrips(b, func() error { return th.Do(ctx, nop) })
+}
+
+func BenchmarkRunnerCallRoundTrip(b *testing.B) {
+	r := newRunner(b, "bench", 1024)
+	ctx := context.Background()
+	nop := func() error { return nil }
+	roundTrips(b, func() error { return r.Call(ctx, nop) })
+}
+
+// roundTrips runs call b.N times back to back, timing each, and reports
+// the median as median-ns.
+func roundTrips(b *testing.B, call func() error) {
+	for range 1000 { // warm up: the first calls start the threads and spinners
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	took := make([]time.Duration, b.N)
+	b.ResetTimer()
+	for i := range took {
+		start := time.Now()
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+		took[i] = time.Since(start)
+	}
+	b.StopTimer()
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Nanoseconds()), "median-ns")
+}
+
+// BenchmarkThreadIdleCPU: each op gives a Thread one task, lets it idle
+// 1 ms, then measures the process's CPU time (user and system, all
+// threads) over one idle second.
+func BenchmarkThreadIdleCPU(b *testing.B) {
+	th := newThread(b, "idle")
+	var busy time.Duration
+	for range b.N {
+		if err := th.Do(context.Background(), func() error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+		before := cpuTime(b)
+		time.Sleep(time.Second)
+		busy += cpuTime(b) - before
+	}
+	b.ReportMetric(100*busy.Seconds()/float64(b.N), "idle-cpu-%")
+}
+
+// cpuTime returns the CPU time the process has used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -52,6 +52,7 @@ type Runner struct {
 	stopped  chan struct{} // closed once Stop has finished
 	stopErr  error         // tg_runner_stop's result, read after stopped
 	room     waitList      // Calls waiting for room in the full queue
+	spin     spinner       // how long a Call spins for its result
 }
 
 // runners maps a running Runner's thread ID to the Runner.
@@ -115,6 +116,10 @@ func (r *Runner) String() string { return threadLabel(r.id, r.name) }
 // leave the caller not knowing whether fn's effects happened. fn may watch
 // ctx itself.
 //
+// A caller that sends calls back to back gets the result without sleeping:
+// Call spins briefly before it blocks, for as long as recent calls have
+// taken to come back (at most tens of microseconds).
+//
 // A panic in fn is returned as an error wrapping ErrPanic; the runner goes
 // on. Once the runner is stopping, or if it stops before fn's turn, Call
 // returns an error wrapping ErrShutDown. Called from work running on the
@@ -169,6 +174,11 @@ func (r *Runner) postWaiting(ctx context.Context, j *job) error {
 
 // wait waits for the outcome of a Call job that the runner accepted.
 func (j *job) wait(ctx context.Context) error {
+	err, ok, start := j.r.spin.poll(j.res)
+	if ok {
+		return err
+	}
+	defer j.r.spin.blocked(start)
 	select {
 	case err := <-j.res:
 		return err

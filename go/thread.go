@@ -22,9 +22,18 @@ import (
 type Thread struct {
 	name string
 	id   uint64
-	wake chan struct{} // capacity 1: "the queue or closing changed"
 	done chan struct{} // closed once the goroutine has cleaned up
 	err  error         // tg_thread_cleanup's result, read after done
+
+	// Waking the goroutine (see next): signals counts changes to the queue
+	// or closing; a goroutine that found nothing to do spins until it
+	// changes, then sets sleeping and blocks on wake (capacity 1), which
+	// signal sends to only while sleeping is set.
+	signals  atomic.Uint64
+	sleeping atomic.Bool
+	wake     chan struct{}
+	idle     spinner // the goroutine's spin for its next task
+	spin     spinner // callers' spin for their result
 
 	poked atomic.Bool // a RunPending is queued (see poke)
 
@@ -83,6 +92,11 @@ func (t *Thread) String() string { return threadLabel(t.id, t.name) }
 
 // Do runs fn on t and returns its error.
 //
+// A caller that sends work back to back gets the result without sleeping:
+// Do spins briefly before it blocks, for as long as recent calls have
+// taken to come back (at most tens of microseconds), and t's goroutine
+// stays awake as briefly after its last task before it sleeps.
+//
 // While fn waits in the queue, Do honours ctx: if ctx is done first, fn is
 // taken out of the queue, never runs, and Do returns ctx.Err(). Once fn has
 // started, Do waits for it to finish and returns its result even if ctx is
@@ -108,6 +122,11 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 	if err := t.submit(tk, "Thread.Do"); err != nil {
 		return err
 	}
+	err, ok, start := t.spin.poll(tk.res)
+	if ok {
+		return err
+	}
+	defer t.spin.blocked(start)
 	select {
 	case err := <-tk.res:
 		return err
@@ -220,9 +239,12 @@ func (t *Thread) run(fn func() error) error {
 	return guard("Thread.Do", fn)
 }
 
-// next takes the next task, waiting for one; nil once t is closing.
+// next takes the next task, waiting for one; nil once t is closing. It
+// spins a little before it blocks (see spinner), so that back-to-back
+// calls find it awake.
 func (t *Thread) next() *task {
 	for {
+		seen := t.signals.Load()
 		t.mu.Lock()
 		if len(t.queue) > 0 {
 			tk := t.queue[0]
@@ -236,7 +258,19 @@ func (t *Thread) next() *task {
 		if closing {
 			return nil
 		}
-		<-t.wake
+		changed := func() bool { return t.signals.Load() != seen }
+		if ok, start := t.idle.spin(false, changed); !ok {
+			t.sleeping.Store(true)
+			if !changed() {
+				<-t.wake
+			}
+			t.sleeping.Store(false)
+			select {
+			case <-t.wake: // a wake-up sent as it looked: stale now
+			default:
+			}
+			t.idle.blocked(start)
+		}
 	}
 }
 
@@ -278,10 +312,15 @@ func (t *Thread) isClosing() bool {
 	return t.closing
 }
 
+// signal tells the goroutine that the queue or closing changed.
 func (t *Thread) signal() {
+	t.signals.Add(1)
+	if !t.sleeping.Load() {
+		return // awake: it sees signals change
+	}
 	select {
 	case t.wake <- struct{}{}:
-	default:
+	default: // a wake-up is pending already
 	}
 }
 

@@ -181,3 +181,15 @@ func TestCompletionQueueCancelledWaitPutsItsOutcomeBack(t *testing.T) {
 		t.Fatalf("Wait on an empty queue with a cancelled context: %v", err)
 	}
 }
+
+// A Thread with nothing to do goes to sleep (it spins only briefly after
+// its last task), and wakes for the next.
+func TestAnIdleThreadSleepsAndWakesForWork(t *testing.T) {
+	th := newThread(t, "idle")
+	for range 3 {
+		if err := th.Do(context.Background(), func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the idle Thread to sleep", th.sleeping.Load)
+	}
+}
