@@ -75,7 +75,20 @@
 // Go functions called from C, including on threads Go did not create, go
 // through a Callback (a runtime/cgo.Handle behind a C function pointer). A
 // Runner's work reaches its thread the same way; a panic there is returned
-// as ErrPanic, never let through the C frames.
+// as ErrPanic, never let through the C frames. runtime.Goexit cannot be
+// stopped, and would skip the C frames (a borrow would never end), so in Go
+// code called from C (a function given to With, say, calling t.FailNow) it
+// ends the program with a message that names it.
+//
+// # Waiting
+//
+// Callers wait in Go, as goroutines blocked on channels, never in C: a
+// goroutine waiting in Thread.Do, Runner.Call or CompletionQueue.Wait costs
+// a goroutine, not an OS thread, and a cancelled context ends the wait at
+// once. Before it blocks, a caller spins briefly for its result, and an
+// idle Thread for its next task, for as long as recent waits suggest (at
+// most 50 µs): back-to-back calls then find the other side awake, and an
+// idle Thread sleeps.
 //
 // # Raw handles
 //
