@@ -55,11 +55,15 @@ func init() { procs.Store(int32(runtime.GOMAXPROCS(0))) }
 // whether ready did, and when the wait began (to pass to blocked). A caller
 // (caller true) spins only if a P remains for the work it waits for.
 func (s *spinner) spin(caller bool, ready func() bool) (bool, time.Time) {
+	return s.spinOn(procs.Load(), caller, ready)
+}
+
+// spinOn is spin with n Ps.
+func (s *spinner) spinOn(n int32, caller bool, ready func() bool) (bool, time.Time) {
 	start := time.Now()
 	if ready() {
 		return true, start
 	}
-	n := procs.Load()
 	if n < 2 {
 		return false, start
 	}

@@ -6,6 +6,7 @@ import (
 	"runtime/pprof"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // manyWaiters is how many goroutines the tests below keep waiting at once:
@@ -191,5 +192,53 @@ func TestAnIdleThreadSleepsAndWakesForWork(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, "the idle Thread to sleep", th.sleeping.Load)
+	}
+}
+
+// The spin limit adapts: a wait that blocks long halves it, down to
+// spinMin; one that ends soon after blocking restores spinMax.
+func TestSpinLimitAdaptsToHowLongWaitsTake(t *testing.T) {
+	var s spinner
+	long := time.Now().Add(-time.Second)
+	s.blocked(long)
+	if got := time.Duration(s.limit.Load()); got != spinMax/2 {
+		t.Fatalf("after a long wait: limit %v, want %v", got, spinMax/2)
+	}
+	for range 20 {
+		s.blocked(long)
+	}
+	if got := time.Duration(s.limit.Load()); got != spinMin {
+		t.Fatalf("after many long waits: limit %v, want %v", got, spinMin)
+	}
+	s.blocked(time.Now())
+	if got := time.Duration(s.limit.Load()); got != spinMax {
+		t.Fatalf("after a short wait: limit %v, want %v", got, spinMax)
+	}
+}
+
+// Nobody spins with one P (the work waited for could not run meanwhile),
+// and callers spin only while a P is left over for that work.
+func TestSpinningLeavesAPForTheWork(t *testing.T) {
+	calls := 0
+	ready := func() bool { calls++; return calls == 3 }
+	if ok, _ := new(spinner).spinOn(1, true, ready); ok || calls != 1 {
+		t.Fatalf("with one P: %d looks, ok %v; want a single look", calls, ok)
+	}
+	calls = 0
+	if ok, _ := new(spinner).spinOn(1, false, ready); ok || calls != 1 {
+		t.Fatalf("a Thread's idle spin with one P: %d looks, ok %v; want a single look", calls, ok)
+	}
+	others := spinningCallers.Load() // callers spinning elsewhere (normally none)
+	calls = 0
+	if ok, _ := new(spinner).spinOn(others+2, true, ready); !ok || calls != 3 {
+		t.Fatalf("with a P to spare: %d looks, ok %v; want to spin until ready", calls, ok)
+	}
+	calls = 0
+	if ok, _ := new(spinner).spinOn(others+1, true, ready); ok || calls != 1 {
+		t.Fatalf("with no P to spare: %d looks, ok %v; want a single look", calls, ok)
+	}
+	calls = 0
+	if ok, _ := new(spinner).spinOn(2, false, ready); !ok || calls != 3 { // not a caller: always
+		t.Fatalf("a Thread's idle spin with two Ps: %d looks, ok %v; want to spin until ready", calls, ok)
 	}
 }
