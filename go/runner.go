@@ -174,11 +174,9 @@ func (r *Runner) postWaiting(ctx context.Context, j *job) error {
 
 // wait waits for the outcome of a Call job that the runner accepted.
 func (j *job) wait(ctx context.Context) error {
-	err, ok, start := j.r.spin.poll(j.res)
-	if ok {
+	if err, ok := j.r.spin.poll(j.res, nil); ok {
 		return err
 	}
-	defer j.r.spin.blocked(start)
 	select {
 	case err := <-j.res:
 		return err

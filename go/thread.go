@@ -41,16 +41,20 @@ type Thread struct {
 	queue   []*task
 	closing bool
 
-	current *task // the task being run; only the Thread's goroutine uses it
+	current  *task  // the task being run; only the Thread's goroutine uses it
+	spinNext bool   // whether to spin for the next task; the goroutine's too
+	probes   uint32 // idle waits without spinNext, to spin now and then; the goroutine's
 }
 
 // task is one submitted function. Its state moves once, from queued to
 // running (the Thread takes it) or to dropped (its context was cancelled
 // while it waited, or Close failed it): exactly one side reports its result.
 type task struct {
-	fn    func() error
-	state atomic.Int32
-	res   chan error // capacity 1, so reporting never blocks
+	fn       func() error
+	state    atomic.Int32
+	res      chan error  // capacity 1, so reporting never blocks
+	spinning atomic.Bool // Do's caller spins for res (see spinner)
+	woke     bool        // the submitter had to wake the Thread
 }
 
 const (
@@ -122,11 +126,13 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 	if err := t.submit(tk, "Thread.Do"); err != nil {
 		return err
 	}
-	err, ok, start := t.spin.poll(tk.res)
-	if ok {
-		return err
+	// A caller that had to wake t does not spin: the wake-up takes longer
+	// than a spin, and a P handed straight to t's thread serves it sooner.
+	if !tk.woke {
+		if err, ok := t.spin.poll(tk.res, &tk.spinning); ok {
+			return err
+		}
 	}
-	defer t.spin.blocked(start)
 	select {
 	case err := <-tk.res:
 		return err
@@ -219,6 +225,10 @@ func (t *Thread) loop(started chan<- error) {
 		t.current = tk
 		tk.res <- t.run(tk.fn)
 		t.current = nil
+		// Spin for the next task only if the caller saw the result
+		// spinning: a caller blocked on res was readied onto this P, and
+		// must not wait for a spin to end.
+		t.spinNext = tk.spinning.Load()
 	}
 }
 
@@ -259,7 +269,15 @@ func (t *Thread) next() *task {
 			return nil
 		}
 		changed := func() bool { return t.signals.Load() != seen }
-		if ok, start := t.idle.spin(false, changed); !ok {
+		spin := t.spinNext
+		if !spin {
+			// Now and then, find out whether spinning pays again.
+			t.probes++
+			if spin = t.probes%probeEvery == 0; spin {
+				t.idle.limit.Store(int64(spinMax))
+			}
+		}
+		if !spin || !t.idle.spin(false, changed, nil) {
 			t.sleeping.Store(true)
 			if !changed() {
 				<-t.wake
@@ -269,7 +287,6 @@ func (t *Thread) next() *task {
 			case <-t.wake: // a wake-up sent as it looked: stale now
 			default:
 			}
-			t.idle.blocked(start)
 		}
 	}
 }
@@ -283,7 +300,7 @@ func (t *Thread) submit(tk *task, op string) error {
 	}
 	t.queue = append(t.queue, tk)
 	t.mu.Unlock()
-	t.signal()
+	tk.woke = t.signal()
 	return nil
 }
 
@@ -312,16 +329,18 @@ func (t *Thread) isClosing() bool {
 	return t.closing
 }
 
-// signal tells the goroutine that the queue or closing changed.
-func (t *Thread) signal() {
+// signal tells the goroutine that the queue or closing changed, and
+// reports whether the goroutine was asleep (it must be woken).
+func (t *Thread) signal() bool {
 	t.signals.Add(1)
 	if !t.sleeping.Load() {
-		return // awake: it sees signals change
+		return false // awake: it sees signals change
 	}
 	select {
 	case t.wake <- struct{}{}:
 	default: // a wake-up is pending already
 	}
+	return true
 }
 
 // poke asks t to run pending destruction soon (tg_run_pending), so that

@@ -195,24 +195,33 @@ func TestAnIdleThreadSleepsAndWakesForWork(t *testing.T) {
 	}
 }
 
-// The spin limit adapts: a wait that blocks long halves it, down to
-// spinMin; one that ends soon after blocking restores spinMax.
-func TestSpinLimitAdaptsToHowLongWaitsTake(t *testing.T) {
+// The spin limit adapts: a spin that gives up halves it, down to spinMin;
+// one that sees what it waited for restores spinMax.
+func TestSpinLimitAdaptsToWhetherSpinningPays(t *testing.T) {
 	var s spinner
-	long := time.Now().Add(-time.Second)
-	s.blocked(long)
+	never := func() bool { return false }
+	if s.spinOn(2, false, never, nil) {
+		t.Fatal("a spin on something that never comes succeeded")
+	}
 	if got := time.Duration(s.limit.Load()); got != spinMax/2 {
-		t.Fatalf("after a long wait: limit %v, want %v", got, spinMax/2)
+		t.Fatalf("after a spin in vain: limit %v, want %v", got, spinMax/2)
 	}
 	for range 20 {
-		s.blocked(long)
+		s.spinOn(2, false, never, nil)
 	}
 	if got := time.Duration(s.limit.Load()); got != spinMin {
-		t.Fatalf("after many long waits: limit %v, want %v", got, spinMin)
+		t.Fatalf("after many spins in vain: limit %v, want %v", got, spinMin)
 	}
-	s.blocked(time.Now())
+	looks := 0
+	if !s.spinOn(2, false, func() bool { looks++; return looks == 3 }, nil) {
+		t.Fatal("the spin gave up before its third look")
+	}
 	if got := time.Duration(s.limit.Load()); got != spinMax {
-		t.Fatalf("after a short wait: limit %v, want %v", got, spinMax)
+		t.Fatalf("after a spin that paid: limit %v, want %v", got, spinMax)
+	}
+	var flag atomic.Bool
+	if s.spinOn(1, true, never, &flag) || flag.Load() {
+		t.Fatalf("a caller that did not get its value is still marked spinning")
 	}
 }
 
@@ -221,24 +230,24 @@ func TestSpinLimitAdaptsToHowLongWaitsTake(t *testing.T) {
 func TestSpinningLeavesAPForTheWork(t *testing.T) {
 	calls := 0
 	ready := func() bool { calls++; return calls == 3 }
-	if ok, _ := new(spinner).spinOn(1, true, ready); ok || calls != 1 {
+	if ok := new(spinner).spinOn(1, true, ready, nil); ok || calls != 1 {
 		t.Fatalf("with one P: %d looks, ok %v; want a single look", calls, ok)
 	}
 	calls = 0
-	if ok, _ := new(spinner).spinOn(1, false, ready); ok || calls != 1 {
+	if ok := new(spinner).spinOn(1, false, ready, nil); ok || calls != 1 {
 		t.Fatalf("a Thread's idle spin with one P: %d looks, ok %v; want a single look", calls, ok)
 	}
 	others := spinningCallers.Load() // callers spinning elsewhere (normally none)
 	calls = 0
-	if ok, _ := new(spinner).spinOn(others+2, true, ready); !ok || calls != 3 {
+	if ok := new(spinner).spinOn(others+2, true, ready, nil); !ok || calls != 3 {
 		t.Fatalf("with a P to spare: %d looks, ok %v; want to spin until ready", calls, ok)
 	}
 	calls = 0
-	if ok, _ := new(spinner).spinOn(others+1, true, ready); ok || calls != 1 {
+	if ok := new(spinner).spinOn(others+1, true, ready, nil); ok || calls != 1 {
 		t.Fatalf("with no P to spare: %d looks, ok %v; want a single look", calls, ok)
 	}
 	calls = 0
-	if ok, _ := new(spinner).spinOn(2, false, ready); !ok || calls != 3 { // not a caller: always
+	if ok := new(spinner).spinOn(2, false, ready, nil); !ok || calls != 3 { // not a caller: always
 		t.Fatalf("a Thread's idle spin with two Ps: %d looks, ok %v; want to spin until ready", calls, ok)
 	}
 }
