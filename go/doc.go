@@ -85,10 +85,10 @@
 // Callers wait in Go, as goroutines blocked on channels, never in C: a
 // goroutine waiting in Thread.Do, Runner.Call or CompletionQueue.Wait costs
 // a goroutine, not an OS thread, and a cancelled context ends the wait at
-// once. Before it blocks, a caller spins briefly for its result, and an
-// idle Thread for its next task, for as long as recent waits suggest (at
-// most 50 µs): back-to-back calls then find the other side awake, and an
-// idle Thread sleeps.
+// once. Before it blocks, a caller spins briefly for its result, and a
+// Thread for its next task, while spinning pays (at most 50 µs, less while
+// it keeps failing): back-to-back calls then find the other side awake,
+// and an idle Thread sleeps.
 //
 // # Raw handles
 //

@@ -117,8 +117,8 @@ func (r *Runner) String() string { return threadLabel(r.id, r.name) }
 // ctx itself.
 //
 // A caller that sends calls back to back gets the result without sleeping:
-// Call spins briefly before it blocks, for as long as recent calls have
-// taken to come back (at most tens of microseconds).
+// Call spins for the result before it blocks (at most 50 µs, less while
+// spinning keeps failing).
 //
 // A panic in fn is returned as an error wrapping ErrPanic; the runner goes
 // on. Once the runner is stopping, or if it stops before fn's turn, Call

@@ -97,9 +97,10 @@ func (t *Thread) String() string { return threadLabel(t.id, t.name) }
 // Do runs fn on t and returns its error.
 //
 // A caller that sends work back to back gets the result without sleeping:
-// Do spins briefly before it blocks, for as long as recent calls have
-// taken to come back (at most tens of microseconds), and t's goroutine
-// stays awake as briefly after its last task before it sleeps.
+// unless it had to wake t, Do spins for the result before it blocks (at
+// most 50 µs, less while spinning keeps failing), and after a task whose
+// caller spun, t's goroutine spins as briefly for its next task before it
+// sleeps.
 //
 // While fn waits in the queue, Do honours ctx: if ctx is done first, fn is
 // taken out of the queue, never runs, and Do returns ctx.Err(). Once fn has
