@@ -54,7 +54,6 @@ type task struct {
 	state    atomic.Int32
 	res      chan error  // capacity 1, so reporting never blocks
 	spinning atomic.Bool // Do's caller spins for res (see spinner)
-	woke     bool        // the submitter had to wake the Thread
 }
 
 const (
@@ -124,12 +123,13 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 		return t.run(fn)
 	}
 	tk := &task{fn: fn, res: make(chan error, 1)}
-	if err := t.submit(tk, "Thread.Do"); err != nil {
+	woke, err := t.submit(tk, "Thread.Do")
+	if err != nil {
 		return err
 	}
 	// A caller that had to wake t does not spin: the wake-up takes longer
 	// than a spin, and a P handed straight to t's thread serves it sooner.
-	if !tk.woke {
+	if !woke {
 		if err, ok := t.spin.poll(tk.res, &tk.spinning); ok {
 			return err
 		}
@@ -151,7 +151,7 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 // buffered: a caller that does not care about the result may drop it.
 func (t *Thread) Go(fn func() error) <-chan error {
 	tk := &task{fn: fn, res: make(chan error, 1)}
-	if err := t.submit(tk, "Thread.Go"); err != nil {
+	if _, err := t.submit(tk, "Thread.Go"); err != nil {
 		tk.res <- err
 	}
 	return tk.res
@@ -292,17 +292,17 @@ func (t *Thread) next() *task {
 	}
 }
 
-// submit queues tk, or returns ErrShutDown if t is closing.
-func (t *Thread) submit(tk *task, op string) error {
+// submit queues tk, or returns ErrShutDown if t is closing. It reports
+// whether it had to wake t's goroutine.
+func (t *Thread) submit(tk *task, op string) (woke bool, err error) {
 	t.mu.Lock()
 	if t.closing {
 		t.mu.Unlock()
-		return t.shutDownError(op)
+		return false, t.shutDownError(op)
 	}
 	t.queue = append(t.queue, tk)
 	t.mu.Unlock()
-	tk.woke = t.signal()
-	return nil
+	return t.signal(), nil
 }
 
 // shutdown marks t closing and fails what is queued. It does not wait.
