@@ -34,7 +34,8 @@ import (
 // once in probeEvery idle waits, to find out whether spinning pays again. A
 // caller that had to wake its Thread does not spin: the wake-up takes
 // longer than a spin, and blocking hands its P straight to the Thread's
-// thread. Callers spin only while fewer than GOMAXPROCS-1 of them do,
+// thread; one that found its Thread spinning for work spins for spinMax,
+// as the Thread takes the task at once. Callers spin only while fewer than GOMAXPROCS-1 of them do,
 // leaving a P for the work they wait for (a Thread's goroutine, or a
 // runner's callback into Go, which needs a P to run), and nobody spins when
 // GOMAXPROCS is 1, where the work could not run at all meanwhile.

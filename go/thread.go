@@ -31,6 +31,7 @@ type Thread struct {
 	// signal sends to only while sleeping is set.
 	signals  atomic.Uint64
 	sleeping atomic.Bool
+	idling   atomic.Bool // spinning for its next task
 	wake     chan struct{}
 	idle     spinner // the goroutine's spin for its next task
 	spin     spinner // callers' spin for their result
@@ -123,12 +124,18 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 		return t.run(fn)
 	}
 	tk := &task{fn: fn, res: make(chan error, 1)}
+	idling := t.idling.Load()
 	woke, err := t.submit(tk, "Thread.Do")
 	if err != nil {
 		return err
 	}
 	// A caller that had to wake t does not spin: the wake-up takes longer
 	// than a spin, and a P handed straight to t's thread serves it sooner.
+	// One that found t spinning for work spins in full: t takes the task at
+	// once, and this is how a caller and t get back to spinning both.
+	if idling {
+		t.spin.limit.Store(int64(spinMax))
+	}
 	if !woke {
 		if err, ok := t.spin.poll(tk.res, &tk.spinning); ok {
 			return err
@@ -278,7 +285,12 @@ func (t *Thread) next() *task {
 				t.idle.limit.Store(int64(spinMax))
 			}
 		}
-		if !spin || !t.idle.spin(false, changed, nil) {
+		if spin {
+			t.idling.Store(true)
+			spin = t.idle.spin(false, changed, nil)
+			t.idling.Store(false)
+		}
+		if !spin {
 			t.sleeping.Store(true)
 			if !changed() {
 				<-t.wake
