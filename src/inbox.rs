@@ -26,7 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, atomic::AtomicBool};
 use std::task::Waker;
 
-/// The most destroy requests one thread's inbox holds (2^20, 8 MiB of keys).
+/// The most destroy requests queued to one thread and not yet run by it (2^20, 8 MiB of keys):
+/// [`destroy_later`](crate::destroy_later) (`tg_destroy_later` in C) beyond it is refused with
+/// [`Status::Limit`](crate::Status::Limit) until the owner runs its requests.
 pub const PENDING_LIMIT: usize = 1 << 20;
 
 /// Requests queued process-wide and not yet run (the `deferred_pending` counter).
