@@ -163,7 +163,7 @@ pub(crate) fn thread_counts() -> (u64, u64) {
 mod fork {
     use super::{REGISTRY, Registry, ThreadRecord, registry};
     use crate::diagnostics::{self, Pool};
-    use crate::inbox::InboxState;
+    use crate::inbox::InboxLock;
     use std::cell::RefCell;
     use std::ffi::c_int;
     use std::sync::{Arc, MutexGuard, Once, TryLockError};
@@ -180,7 +180,7 @@ mod fork {
     /// its inbox's lock.
     struct OwnInbox {
         /// Dropped (unlocked) before `release` gives the record's count back.
-        _guard: MutexGuard<'static, InboxState>,
+        _guard: InboxLock<'static>,
         record: *const ThreadRecord,
     }
 

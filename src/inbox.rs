@@ -55,6 +55,9 @@ impl Default for Inbox {
     }
 }
 
+/// The inbox's lock, held (see [`Inbox::lock_for_fork`]).
+pub(crate) type InboxLock<'a> = MutexGuard<'a, InboxState>;
+
 /// What the inbox's mutex guards.
 #[derive(Debug, Default)]
 pub(crate) struct InboxState {
@@ -134,7 +137,7 @@ impl Inbox {
     }
 
     /// Holds the inbox's lock across `fork` (see `identity::fork`).
-    pub(crate) fn lock_for_fork(&self) -> MutexGuard<'_, InboxState> {
+    pub(crate) fn lock_for_fork(&self) -> InboxLock<'_> {
         self.lock()
     }
 
@@ -150,7 +153,7 @@ impl Inbox {
     }
 
     /// Whether the owner has closed the inbox.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_closed(&self) -> bool {
         self.lock().closed
     }

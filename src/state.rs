@@ -194,7 +194,7 @@ mod late_exit {
 
     #[cfg(unix)]
     unsafe extern "C" {
-        fn pthread_key_create(key: *mut pthread_key_t, destructor: Option<unsafe extern "C" fn(*mut c_void)>) -> c_int;
+        fn pthread_key_create(key: *mut pthread_key_t, destructor: Option<extern "C" fn(*mut c_void)>) -> c_int;
         fn pthread_setspecific(key: pthread_key_t, value: *const c_void) -> c_int;
     }
 
@@ -237,7 +237,7 @@ mod late_exit {
     /// The key's destructor: the thread is in its last exit stage and the exit guard has not
     /// run (or this thread's first call came after it could).
     #[cfg(unix)]
-    unsafe extern "C" fn on_exit(_state: *mut c_void) {
+    extern "C" fn on_exit(_state: *mut c_void) {
         super::exit_current();
     }
 

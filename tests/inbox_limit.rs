@@ -43,7 +43,11 @@ fn destroy_requests_beyond_the_limit_are_refused_and_nothing_queued_is_lost() {
         refused += 1;
     }
     assert_eq!(refused, 3);
-    assert_eq!(threadguard::stats().deferred_pending - pending, PENDING_LIMIT as u64, "refused requests are not queued");
+    assert_eq!(
+        threadguard::stats().deferred_pending - pending,
+        PENDING_LIMIT as u64,
+        "refused requests are not queued"
+    );
     assert_eq!((log.count(1), log.count(2)), (0, 0), "nothing runs off the owner");
 
     to_owner.send(()).unwrap();

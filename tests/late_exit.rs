@@ -10,9 +10,12 @@ use std::sync::mpsc;
 use std::thread;
 use threadguard::{Handle, Status};
 
-/// Its destructor makes the thread's first threadguard calls and reports the handle.
+/// What the late calls returned: two registrations.
+type Report = (Result<Handle, Status>, Result<Handle, Status>);
+
+/// Its destructor makes the thread's first threadguard calls and reports the handles.
 struct LateCaller {
-    log: RefCell<Option<(DropLog, mpsc::Sender<(Result<Handle, Status>, Result<Handle, Status>)>)>>,
+    log: RefCell<Option<(DropLog, mpsc::Sender<Report>)>>,
 }
 
 impl Drop for LateCaller {

@@ -3,7 +3,10 @@
 //! Each entry point is a thin shell: it runs the checked operation inside
 //! [`boundary::guarded`], which catches every panic (I3), stores the error's message as the
 //! thread's last error, and returns the status code. The functions are documented for C
-//! callers; cbindgen copies these docs into `include/threadguard.h`.
+//! callers; cbindgen copies these docs into `include/threadguard.h`. An `unsafe` entry point
+//! states its pointer contract in that text ("Caller's contract: ..."); its Rust `# Safety`
+//! heading comes from `#[cfg_attr(all(), doc = ...)]`, which rustdoc and clippy read and
+//! cbindgen does not, so no Rust Markdown heading lands in the C header.
 
 #![allow(non_camel_case_types)]
 
