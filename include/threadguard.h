@@ -48,13 +48,6 @@
 #include <stdint.h>
 
 /**
- * The most destroy requests queued to one thread and not yet run by it (2^20, 8 MiB of keys):
- * [`destroy_later`](crate::destroy_later) (`tg_destroy_later` in C) beyond it is refused with
- * [`Status::Limit`](crate::Status::Limit) until the owner runs its requests.
- */
-#define PENDING_LIMIT (1 << 20)
-
-/**
  * Violation policy: return the status code (the default).
  */
 #define TG_POLICY_RETURN 0
@@ -68,6 +61,12 @@
  * Violation policy: print the message and abort the process (for debugging misuse at its source).
  */
 #define TG_POLICY_ABORT 2
+
+/**
+ * The most destroy requests queued to one thread and not yet run by it; tg_destroy_later
+ * beyond it returns TG_ERR_LIMIT.
+ */
+#define TG_PENDING_LIMIT (1 << 20)
 
 /**
  * The ABI version this header describes; compare with tg_abi_version() at run time.
@@ -93,12 +92,6 @@
  * A timeout that never expires.
  */
 #define TG_TIMEOUT_INFINITE -1
-
-typedef unsigned int pthread_key_t;
-
-typedef unsigned long pthread_key_t;
-
-typedef int pthread_key_t;
 
 /**
  * A status code: `TG_OK` (0) or one of the `TG_ERR_*` codes.
@@ -296,12 +289,6 @@ typedef void (*tg_discard_fn)(uint64_t tag, tg_status status, void *result);
 extern "C" {
 #endif // __cplusplus
 
-extern int pthread_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
-
-extern int pthread_key_create(pthread_key_t *key, void (*destructor)(void*));
-
-extern int pthread_setspecific(pthread_key_t key, const void *value);
-
 /**
  * The name of a status code as a static string, e.g. "TG_ERR_WRONG_THREAD"; "TG_OK" for 0
  * and "TG_ERR_UNKNOWN" for codes this library does not define. Never NULL; do not free.
@@ -413,7 +400,7 @@ tg_status tg_destroy(struct tg_handle handle);
  * Returns TG_OK when queued; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED if the owner has exited
  * or is exiting (its exit destroys its objects); TG_ERR_STALE if the owner ID was never issued,
  * or, when called on the owner itself, if the object is already gone; TG_ERR_LIMIT if the
- * owner already has 2^20 requests queued that it has not run (nothing is queued; the object
+ * owner already has TG_PENDING_LIMIT (2^20) requests queued that it has not run (nothing is queued; the object
  * stays owned, and its owner's exit destroys it). From another thread the
  * key cannot be checked (only the owner sees its table): a stale request is counted in
  * `violations_stale` when the owner runs it.

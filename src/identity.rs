@@ -159,6 +159,8 @@ pub(crate) fn thread_counts() -> (u64, u64) {
 }
 
 /// The `pthread_atfork` handlers (see the module doc).
+///
+/// cbindgen:ignore
 #[cfg(unix)]
 mod fork {
     use super::{REGISTRY, Registry, ThreadRecord, registry};

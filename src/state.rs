@@ -175,6 +175,8 @@ fn exit_current() {
 
 /// The backup exit hook: a pthread key whose destructor runs `exit_current` (see the module
 /// doc). Where pthread keys are not available, there is no backup hook.
+///
+/// cbindgen:ignore
 mod late_exit {
     use crate::error::{Error, Status};
     #[cfg(unix)]

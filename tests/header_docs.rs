@@ -51,3 +51,29 @@ fn unsafe_entry_points_state_their_contract_for_c_callers() {
         assert!(doc_of(function).contains("Caller's contract:"), "{function} states no contract in the header");
     }
 }
+
+#[test]
+fn the_header_declares_only_threadguard_names() {
+    let foreign: Vec<&str> = HEADER
+        .lines()
+        .filter(|line| !line.starts_with([' ', '/', '*']) && !line.is_empty())
+        .filter(|line| {
+            let named = |name: &str| name.starts_with("tg_") || name.starts_with("TG_") || name == "THREADGUARD_H";
+            if let Some(rest) = line.strip_prefix("#define ") {
+                return !named(rest.split_whitespace().next().unwrap_or(""));
+            }
+            if line.starts_with('#') || line.starts_with('}') || line.starts_with("extern \"C\" {") {
+                return false;
+            }
+            // A function pointer type: its name is inside `(*name)`.
+            if let Some((_, rest)) = line.split_once("(*") {
+                return !named(rest.split(')').next().unwrap_or(""));
+            }
+            // A declaration: its name is the last identifier before `(`, `;` or `{`.
+            let head = line.split(['(', ';', '{']).next().unwrap_or("");
+            let name = head.split_whitespace().last().unwrap_or("").trim_start_matches('*');
+            !name.is_empty() && !named(name)
+        })
+        .collect();
+    assert!(foreign.is_empty(), "the header declares names that are not threadguard's: {foreign:?}");
+}

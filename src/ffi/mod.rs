@@ -78,6 +78,11 @@ const_assert_eq!(TG_POLICY_RETURN, crate::ViolationPolicy::Return as i32);
 const_assert_eq!(TG_POLICY_LOG, crate::ViolationPolicy::Log as i32);
 const_assert_eq!(TG_POLICY_ABORT, crate::ViolationPolicy::Abort as i32);
 
+/// The most destroy requests queued to one thread and not yet run by it; tg_destroy_later
+/// beyond it returns TG_ERR_LIMIT.
+pub const TG_PENDING_LIMIT: u32 = 1 << 20;
+const_assert_eq!(TG_PENDING_LIMIT as usize, crate::PENDING_LIMIT);
+
 /// The ABI version this header describes; compare with tg_abi_version() at run time.
 pub const TG_ABI_VERSION: u32 = 1;
 const_assert_eq!(TG_ABI_VERSION, crate::ABI_VERSION);

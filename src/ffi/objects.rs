@@ -98,7 +98,7 @@ pub extern "C" fn tg_destroy(handle: Handle) -> tg_status {
 /// Returns TG_OK when queued; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED if the owner has exited
 /// or is exiting (its exit destroys its objects); TG_ERR_STALE if the owner ID was never issued,
 /// or, when called on the owner itself, if the object is already gone; TG_ERR_LIMIT if the
-/// owner already has 2^20 requests queued that it has not run (nothing is queued; the object
+/// owner already has TG_PENDING_LIMIT (2^20) requests queued that it has not run (nothing is queued; the object
 /// stays owned, and its owner's exit destroys it). From another thread the
 /// key cannot be checked (only the owner sees its table): a stale request is counted in
 /// `violations_stale` when the owner runs it.
