@@ -121,7 +121,8 @@ impl std::hash::Hasher for IdHasher {
 /// Issues a new ID for the calling thread and records it as live.
 /// Returns `None` only if the counter has reached the reserved owner values.
 pub(crate) fn register_thread(name: Option<Arc<str>>) -> Option<Arc<ThreadRecord>> {
-    #[cfg(unix)]
+    // Miri cannot call `pthread_atfork` (and its interpreted programs never fork).
+    #[cfg(all(unix, not(miri)))]
     fork::install();
     let mut registry = registry();
     let id = registry.next_id;
@@ -161,7 +162,7 @@ pub(crate) fn thread_counts() -> (u64, u64) {
 /// The `pthread_atfork` handlers (see the module doc).
 ///
 /// cbindgen:ignore
-#[cfg(unix)]
+#[cfg(all(unix, not(miri)))]
 mod fork {
     use super::{REGISTRY, Registry, ThreadRecord, registry};
     use crate::diagnostics::{self, Pool};

@@ -184,6 +184,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "2^20 pushes")]
     fn a_full_inbox_refuses_pushes_but_takes_requeued_requests() {
         let inbox = Inbox::default();
         for key in 0..PENDING_LIMIT as u64 {
