@@ -63,8 +63,6 @@ static_assertions::assert_eq_size!(Stats, [u64; 16]);
 
 /// One thread's counters. Several threads may write one cell over time (the cell of an exited
 /// thread is handed to a later one), so updates are atomic adds: never on the borrow path.
-/// A cell is written by one thread at a time, but a thread that exits late may still count on
-/// its cell after handing it back, so exactness needs atomics anyway.
 #[derive(Default)]
 #[repr(align(128))]
 pub(crate) struct Counters {

@@ -77,7 +77,7 @@ impl ThreadRecord {
     }
 }
 
-pub(crate) struct Registry {
+struct Registry {
     /// The next ID to issue; IDs below it were issued.
     next_id: u64,
     live: HashMap<u64, Arc<ThreadRecord>, NoHash>,
