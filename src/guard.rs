@@ -269,9 +269,9 @@ impl ThreadState {
 }
 
 /// Thread exit (called from the state's exit hook): close the inbox, run what was queued,
-/// destroy everything, then mark the thread as exited. Each step runs whatever the one before
-/// did (a panic is caught and dropped): the thread always leaves the registry, and its
-/// requests are always settled.
+/// destroy everything, then mark the thread as exited. Each step runs whatever happened in the
+/// one before (a panic is caught and its payload dropped safely): the thread always leaves the
+/// registry, and its requests are always settled.
 pub(crate) fn exit_thread(state: &ThreadState) {
     state.cleaning.set(true);
     let queued = state.record.inbox.close_and_take();

@@ -18,7 +18,8 @@
 //! of them held by a thread that does not exist there; in the child, every other thread is
 //! removed from the registry (its handles answer `TG_ERR_OWNER_EXITED` from then on) and its
 //! inbox is closed. Their objects stay in the child's memory, never destroyed (no thread
-//! there owns them).
+//! there owns them). The child handler takes no lock that another thread could have held and
+//! allocates only through `malloc`, which glibc's `fork` leaves usable in the child.
 
 use crate::inbox::Inbox;
 use std::collections::HashMap;
