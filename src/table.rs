@@ -21,8 +21,8 @@
 //! each knows how many live entries use it and is reclaimed (its index reused) when the last
 //! one goes. Registration finds a disposer in O(1): the last one used, else a hash map keyed
 //! by the destructor's address or the Rust `TypeId` (SipHash with per-table random keys, so
-//! chosen pointers cannot force collisions). The list and the map hold at most one disposer
-//! per live object, plus one.
+//! chosen pointers cannot force collisions). The map holds one entry per disposer in use; the
+//! list, whose freed indices are reused, as many as were ever in use at once.
 
 use crate::keymix::KeyMix;
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
