@@ -52,6 +52,7 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unsafe-inventory:
+	python3 scripts/unsafe_inventory.py --self-test
 	python3 scripts/unsafe_inventory.py
 
 test-go: lib
@@ -77,10 +78,11 @@ test-rust:
 	# Large and long tests (2^31 slot reuses, 10 million objects) in release.
 	$(CARGO) test --locked --release -- --ignored
 
-# Every interleaving of the runner's queue, call and stop logic (loom model checking).
+# Every interleaving of the runner's queue, call and stop logic, and of the inbox's handshake
+# with its owner's exit (loom model checking).
 test-loom:
 	# A separate target directory keeps the loom build from invalidating the normal one.
-	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --locked --release --lib runner::loom
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --locked --release --lib -- runner::loom inbox::loom
 
 # Undefined behaviour in the Rust core, found by interpreting tests with Miri: out-of-bounds and
 # use-after-free accesses, invalid values, aliasing violations (Stacked Borrows), data races and

@@ -63,6 +63,12 @@
 #define TG_POLICY_ABORT 2
 
 /**
+ * The most destroy requests queued to one thread and not yet run by it; tg_destroy_later
+ * beyond it returns TG_ERR_LIMIT.
+ */
+#define TG_PENDING_LIMIT (1 << 20)
+
+/**
  * The ABI version this header describes; compare with tg_abi_version() at run time.
  */
 #define TG_ABI_VERSION 1
@@ -295,8 +301,7 @@ const char *tg_status_name(tg_status status);
  * bytes and a terminating NUL are written (nothing if `len` is 0, and then `buf` may be NULL).
  * Returns the full length of the message, excluding the NUL; 0 if there is none.
  *
- * # Safety
- * `buf` must be valid for writing `len` bytes, or `len` must be 0.
+ * Caller's contract: `buf` must be valid for writing `len` bytes, or `len` must be 0.
  */
 size_t tg_last_error(char *buf, size_t len);
 
@@ -306,8 +311,7 @@ size_t tg_last_error(char *buf, size_t len);
  *
  * Returns TG_OK; TG_ERR_NULL_POINTER if `out` is NULL.
  *
- * # Safety
- * `out` must be NULL or valid for writing one `tg_stats`.
+ * Caller's contract: `out` must be NULL or valid for writing one `tg_stats`.
  */
 tg_status tg_get_stats(struct tg_stats *out);
 
@@ -325,8 +329,7 @@ tg_status tg_set_violation_policy(int32_t policy);
  *
  * Returns TG_OK; TG_ERR_NULL_POINTER if `name` is NULL.
  *
- * # Safety
- * `name` must be NULL or a NUL-terminated string.
+ * Caller's contract: `name` must be NULL or a NUL-terminated string.
  */
 tg_status tg_set_thread_name(const char *name);
 
@@ -348,10 +351,13 @@ uint32_t tg_abi_version(void);
  *
  * Returns TG_OK; TG_ERR_NULL_POINTER if `out` is NULL; TG_ERR_INVALID_ARGUMENT if
  * `type_tag` is 0; TG_ERR_SHUT_DOWN while this thread is destroying everything it owns
- * (tg_thread_cleanup or thread exit). On error `*out` is untouched and `destroy` is not called.
+ * (tg_thread_cleanup or thread exit), or after its exit cleanup (from its remaining
+ * thread-local or pthread key destructors); TG_ERR_LIMIT if this thread's live objects
+ * already use 2^29 distinct destructors, or, on a thread's first call, if the process has no
+ * thread ID or pthread key left for it; TG_ERR_PANIC if a panic was caught inside the
+ * library. On error `*out` is untouched and `destroy` is not called.
  *
- * # Safety
- * `out` must be NULL or valid for writing one `tg_handle`.
+ * Caller's contract: `out` must be NULL or valid for writing one `tg_handle`.
  */
 tg_status tg_register(uint32_t type_tag, void *object, tg_destructor destroy, struct tg_handle *out);
 
@@ -364,9 +370,13 @@ tg_status tg_register(uint32_t type_tag, void *object, tg_destructor destroy, st
  * Returns TG_OK after `fn` returned; otherwise `fn` is not called and, checked in this order:
  * TG_ERR_NULL_HANDLE, TG_ERR_WRONG_THREAD, TG_ERR_OWNER_EXITED, TG_ERR_STALE,
  * TG_ERR_WRONG_TYPE (registered with another tag), TG_ERR_BUSY, TG_ERR_NULL_POINTER (`fn` is NULL).
+ * Before those: TG_ERR_SHUT_DOWN after this thread's exit cleanup (from its remaining
+ * thread-local or pthread key destructors); TG_ERR_LIMIT on a thread's first call if the
+ * process has no thread ID or pthread key left for it. TG_ERR_PANIC if a panic was caught
+ * inside the library.
  *
- * # Safety
- * `fn` must be NULL or a function that is sound to call with the object and `context`.
+ * Caller's contract: `fn` must be NULL or a function that is sound to call with the object and
+ * `context`.
  */
 tg_status tg_with(struct tg_handle handle, uint32_t type_tag, tg_borrow_fn fn, void *context);
 
@@ -389,7 +399,9 @@ tg_status tg_destroy(struct tg_handle handle);
  *
  * Returns TG_OK when queued; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED if the owner has exited
  * or is exiting (its exit destroys its objects); TG_ERR_STALE if the owner ID was never issued,
- * or, when called on the owner itself, if the object is already gone. From another thread the
+ * or, when called on the owner itself, if the object is already gone; TG_ERR_LIMIT if the
+ * owner already has TG_PENDING_LIMIT (2^20) requests queued that it has not run (nothing is queued; the object
+ * stays owned, and its owner's exit destroys it). From another thread the
  * key cannot be checked (only the owner sees its table): a stale request is counted in
  * `violations_stale` when the owner runs it.
  */
@@ -421,8 +433,7 @@ tg_status tg_thread_cleanup(void);
  * Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED; TG_ERR_STALE (never-issued owner,
  * or, on the owner, an object that is gone); TG_ERR_NULL_POINTER if `out_thread_id` is NULL.
  *
- * # Safety
- * `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+ * Caller's contract: `out_thread_id` must be NULL or valid for writing one `uint64_t`.
  */
 tg_status tg_owner_of(struct tg_handle handle, uint64_t *out_thread_id);
 
@@ -484,9 +495,8 @@ uint64_t tg_current_thread_id(void);
  * }
  * ```
  *
- * # Safety
- * `name` must be NULL or a NUL-terminated string; `out_runner` must be NULL or valid for
- * writing one `tg_handle`.
+ * Caller's contract: `name` must be NULL or a NUL-terminated string; `out_runner` must be NULL or
+ * valid for writing one `tg_handle`.
  */
 tg_status tg_runner_start(const char *name, uint32_t queue_capacity, struct tg_handle *out_runner);
 
@@ -502,9 +512,9 @@ tg_status tg_runner_start(const char *name, uint32_t queue_capacity, struct tg_h
  * corrupted runner handle); TG_ERR_SHUT_DOWN (the runner is stopped or stopping);
  * TG_ERR_NULL_POINTER (`work` is NULL); TG_ERR_LIMIT (its queue is full: try again later).
  *
- * # Safety
- * `work(context, ...)` and `done(context, ...)` must be sound to call on the runner thread,
- * and `context` must stay valid until `done` runs (or, with `done` NULL, until `work` returns).
+ * Caller's contract: `work(context, ...)` and `done(context, ...)` must be sound to call on the
+ * runner thread, and `context` must stay valid until `done` runs (or, with `done` NULL, until
+ * `work` returns).
  */
 tg_status tg_runner_post(struct tg_handle runner, tg_work_fn work, void *context, tg_completion_fn done);
 
@@ -523,10 +533,9 @@ tg_status tg_runner_post(struct tg_handle runner, tg_work_fn work, void *context
  * (`cq`'s entries and outstanding completions fill its capacity, or the runner's queue is full);
  * TG_ERR_SHUT_DOWN (the runner is stopping).
  *
- * # Safety
- * `work(context, ...)` must be sound to call on the runner thread; `context` must stay valid
- * until the entry tagged `tag` has been taken (or discarded); the result may be used on
- * whichever thread takes the entry.
+ * Caller's contract: `work(context, ...)` must be sound to call on the runner thread; `context`
+ * must stay valid until the entry tagged `tag` has been taken (or discarded); the result may be
+ * used on whichever thread takes the entry.
  */
 tg_status tg_runner_post_to_queue(struct tg_handle runner, tg_work_fn work, void *context, struct tg_handle cq, uint64_t tag);
 
@@ -552,11 +561,10 @@ tg_status tg_runner_post_to_queue(struct tg_handle runner, tg_work_fn work, void
  * TG_ERR_TIMEOUT (see above); TG_ERR_SHUT_DOWN (the runner stopped before the work started;
  * it did not run).
  *
- * # Safety
- * `work(context, ...)` and `abandon(context, ...)` must be sound to call on the runner thread;
- * `context` must stay valid until this returns TG_OK or an error other than TG_ERR_TIMEOUT,
- * or after TG_ERR_TIMEOUT until `abandon` runs. `out_result` must be NULL or valid for
- * writing one pointer.
+ * Caller's contract: `work(context, ...)` and `abandon(context, ...)` must be sound to call on the
+ * runner thread; `context` must stay valid until this returns TG_OK or an error other than
+ * TG_ERR_TIMEOUT, or after TG_ERR_TIMEOUT until `abandon` runs. `out_result` must be NULL or valid
+ * for writing one pointer.
  */
 tg_status tg_runner_call(struct tg_handle runner, tg_work_fn work, void *context, int64_t timeout_ms, tg_completion_fn abandon, void **out_result);
 
@@ -585,8 +593,7 @@ tg_status tg_runner_stop(struct tg_handle runner);
  * Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_WRONG_TYPE; TG_ERR_STALE; TG_ERR_SHUT_DOWN (the
  * runner has been stopped); TG_ERR_NULL_POINTER if `out_thread_id` is NULL.
  *
- * # Safety
- * `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+ * Caller's contract: `out_thread_id` must be NULL or valid for writing one `uint64_t`.
  */
 tg_status tg_runner_thread_id(struct tg_handle runner, uint64_t *out_thread_id);
 
@@ -599,9 +606,8 @@ tg_status tg_runner_thread_id(struct tg_handle runner, uint64_t *out_thread_id);
  * Returns TG_OK; TG_ERR_NULL_POINTER if `out_cq` is NULL; TG_ERR_INVALID_ARGUMENT for a
  * capacity of 0 or above TG_MAX_QUEUE_CAPACITY.
  *
- * # Safety
- * `out_cq` must be NULL or valid for writing one `tg_handle`; `discard` must be sound to call
- * on any thread that destroys the queue or runs work posted to it.
+ * Caller's contract: `out_cq` must be NULL or valid for writing one `tg_handle`; `discard` must be
+ * sound to call on any thread that destroys the queue or runs work posted to it.
  */
 tg_status tg_cq_create(uint32_t capacity, tg_discard_fn discard, struct tg_handle *out_cq);
 
@@ -618,8 +624,8 @@ tg_status tg_cq_create(uint32_t capacity, tg_discard_fn discard, struct tg_handl
  * TG_ERR_SHUT_DOWN (the queue was destroyed, also while waiting); TG_ERR_NULL_POINTER (an out
  * pointer is NULL); TG_ERR_INVALID_ARGUMENT (`timeout_ms` below -1); TG_ERR_TIMEOUT.
  *
- * # Safety
- * `out_tag`, `out_status` and `out_result` must each be NULL or valid for writing one value.
+ * Caller's contract: `out_tag`, `out_status` and `out_result` must each be NULL or valid for
+ * writing one value.
  */
 tg_status tg_cq_wait(struct tg_handle cq, int64_t timeout_ms, uint64_t *out_tag, tg_status *out_status, void **out_result);
 

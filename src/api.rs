@@ -37,8 +37,10 @@ unsafe fn drop_box<T>(object: *mut c_void) {
 /// [`thread_cleanup`] or this thread's exit drops it, on this thread.
 ///
 /// # Errors
-/// [`Status::ShutDown`] while this thread is destroying everything it owns (cleanup or exit);
-/// the value is then dropped here and now.
+/// [`Status::ShutDown`] while this thread is destroying everything it owns (cleanup or exit),
+/// or after its exit cleanup; [`Status::Limit`] if this thread's live objects already use 2^29
+/// distinct Rust types and C destructors, or, on a thread's first call, if the process has no
+/// thread ID or pthread key left for it. The value is then dropped here and now.
 ///
 /// # Example
 /// ```
@@ -110,8 +112,10 @@ pub fn destroy_as<T: 'static>(handle: Handle) -> Result<(), Error> {
 /// # Errors
 /// [`Status::NullHandle`]; [`Status::OwnerExited`] if the owner has exited or is exiting
 /// (its objects are destroyed by its exit); [`Status::Stale`] for a never-issued owner, or,
-/// on the owner itself, for a handle that names nothing. From another thread the key cannot
-/// be checked (only the owner sees its table): a stale key is counted when the owner runs it.
+/// on the owner itself, for a handle that names nothing; [`Status::Limit`] if the owner already
+/// has [`PENDING_LIMIT`](crate::PENDING_LIMIT) requests queued that it has not run (nothing is
+/// queued; the object stays owned). From another thread the key cannot be checked (only the
+/// owner sees its table): a stale key is counted when the owner runs it.
 pub fn destroy_later(handle: Handle) -> Result<(), Error> {
     guard::destroy_later(handle)
 }

@@ -1,17 +1,24 @@
 //! Diagnostics: process-wide counters, the violation policy, and library versions.
 //!
-//! Counters are kept per thread (`thread_local::ThreadLocal`, one cache-line-aligned cell per
-//! thread) and summed on demand, so threads never write a shared cache line when they create or
-//! destroy objects. A thread caches a reference to its cell when it first enters; the cell
-//! outlives the thread, so nothing is lost when it exits, and counts stay exact once the
-//! threads involved are quiescent. The owner-thread hot path (a successful borrow) counts
-//! nothing.
+//! Counters are kept per thread (one cache-line-aligned cell per thread, from a process-wide
+//! pool) and summed on demand, so threads never write a shared cache line when they create or
+//! destroy objects. A thread takes a cell when it first enters and gives it back at its exit;
+//! cells are never freed (a later thread reuses them), so nothing is lost when a thread exits,
+//! the pool stays as large as the most threads ever live at once, and counts stay exact once
+//! the threads involved are quiescent. Taking a cell touches no thread-local storage, so it
+//! works in a thread's late exit stages too. The owner-thread hot path (a successful borrow)
+//! counts nothing.
+//!
+//! Writing a diagnostic never fails an operation: a log line that cannot be written (a closed
+//! pipe, a full disk) is dropped, the call keeps its status, and the abort policy aborts all
+//! the same.
 
 use crate::error::Status;
 use crate::identity;
 use crate::inbox;
+use std::io::Write;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use thread_local::ThreadLocal;
+use std::sync::{Mutex, MutexGuard};
 
 /// Process-wide counters (`tg_stats` in C). All fields are totals since the process started,
 /// except `live`, `deferred_pending` and `threads_live`, which are current values.
@@ -65,12 +72,39 @@ pub(crate) struct Counters {
     violations: [AtomicU64; 8],
 }
 
-static COUNTERS: ThreadLocal<Counters> = ThreadLocal::new();
+/// Every counter cell ever made (`all`) and those no live thread holds (`free`).
+pub(crate) struct Pool {
+    all: Vec<&'static Counters>,
+    free: Vec<&'static Counters>,
+}
 
-/// The calling thread's counter cell. Call once per thread and cache it: `ThreadLocal` must
-/// not be entered again while thread-local destructors run.
+static POOL: Mutex<Pool> = Mutex::new(Pool { all: Vec::new(), free: Vec::new() });
+
+fn pool() -> MutexGuard<'static, Pool> {
+    POOL.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// A counter cell for a thread that enters the library: one an exited thread gave back, or a
+/// new one. The thread keeps it until [`release_counters`].
 pub(crate) fn thread_counters() -> &'static Counters {
-    COUNTERS.get_or_default()
+    let mut pool = pool();
+    if let Some(cell) = pool.free.pop() {
+        return cell;
+    }
+    let cell: &'static Counters = Box::leak(Box::default());
+    pool.all.push(cell);
+    cell
+}
+
+/// Hands a thread's cell back for a later thread (its counts stay in the totals).
+pub(crate) fn release_counters(cell: &'static Counters) {
+    pool().free.push(cell);
+}
+
+/// Holds the pool's lock across `fork` (see `identity::fork`), so the child never inherits it
+/// locked by a thread that does not exist there.
+pub(crate) fn lock_for_fork() -> MutexGuard<'static, Pool> {
+    pool()
 }
 
 fn bump(counter: &AtomicU64) {
@@ -113,7 +147,8 @@ fn violation_slot(status: Status) -> Option<usize> {
 pub fn stats() -> Stats {
     let mut stats = Stats::default();
     let mut by_kind = [0u64; 8];
-    for cell in COUNTERS.iter() {
+    let cells = pool().all.clone();
+    for cell in cells {
         stats.created += cell.created.load(Ordering::Relaxed);
         stats.destroyed += cell.destroyed.load(Ordering::Relaxed);
         stats.panics += cell.panics.load(Ordering::Relaxed);
@@ -173,16 +208,25 @@ pub fn violation_policy() -> ViolationPolicy {
     ViolationPolicy::from_code(POLICY.load(Ordering::Relaxed)).unwrap_or_default()
 }
 
-/// Applies the policy to a violation message (error path only).
+/// Applies the policy to a violation message (error path only). Never fails and never
+/// unwinds: a line that cannot be written is dropped, and ABORT aborts whatever the write did.
 pub(crate) fn apply_policy(status: Status, message: &str) {
     match violation_policy() {
         ViolationPolicy::Return => {}
-        ViolationPolicy::Log => eprintln!("threadguard: {}: {message}", status.name()),
+        ViolationPolicy::Log => write_diagnostic(&format!("threadguard: {}: {message}\n", status.name())),
         ViolationPolicy::Abort => {
-            eprintln!("threadguard: {}: {message} (aborting: violation policy is abort)", status.name());
+            write_diagnostic(&format!(
+                "threadguard: {}: {message} (aborting: violation policy is abort)\n",
+                status.name()
+            ));
             std::process::abort();
         }
     }
+}
+
+/// Writes one line to standard error in one call, ignoring failure (`eprintln!` would panic).
+fn write_diagnostic(line: &str) {
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// The library version, e.g. `"0.1.0"`.

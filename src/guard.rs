@@ -193,7 +193,7 @@ impl ThreadState {
                 Err(Refusal::Busy) => {
                     if reason == Reason::Deferred {
                         // Still borrowed: run after the borrow ends (or by the exit sweep).
-                        let _ = self.record.inbox.push(key);
+                        let _ = self.record.inbox.requeue(key);
                     }
                 }
                 Ok(removed) => {
@@ -231,10 +231,9 @@ impl ThreadState {
             }))
             .map_err(|payload| {
                 self.counters.panicked();
-                Error::new(
-                    Status::Panic,
-                    format!("destructor of {} panicked: {}", describe_kind(&removed.kind), panic_text(&*payload)),
-                )
+                let text = panic_text(&*payload);
+                discard_panic(payload);
+                Error::new(Status::Panic, format!("destructor of {} panicked: {text}", describe_kind(&removed.kind)))
             }),
         };
         self.counters.destroyed();
@@ -270,14 +269,32 @@ impl ThreadState {
 }
 
 /// Thread exit (called from the state's exit hook): close the inbox, run what was queued,
-/// destroy everything, then mark the thread as exited.
+/// destroy everything, then mark the thread as exited. Each step runs whatever happened in the
+/// one before (a panic is caught and its payload dropped safely): the thread always leaves the
+/// registry, and its requests are always settled.
 pub(crate) fn exit_thread(state: &ThreadState) {
     state.cleaning.set(true);
     let queued = state.record.inbox.close_and_take();
-    let _ = state.destroy_keys(&queued, Reason::Deferred);
+    catch_and_discard(|| drop(state.destroy_keys(&queued, Reason::Deferred)));
     inbox::settle(queued.len());
-    let _ = state.destroy_all();
+    catch_and_discard(|| drop(state.destroy_all()));
     identity::unregister_thread(state.id);
+}
+
+/// Runs `f`, catching a panic and dropping its payload safely (see [`discard_panic`]).
+pub(crate) fn catch_and_discard(f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+        discard_panic(payload);
+    }
+}
+
+/// Drops a caught panic's payload. A payload's `Drop` may panic in turn: that second panic is
+/// caught and its payload forgotten (leaked) rather than dropped, so no chain of payloads can
+/// unwind out of the caller.
+pub(crate) fn discard_panic(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(again);
+    }
 }
 
 pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
@@ -318,7 +335,10 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
         let key = state.table.borrow_mut().insert(object, kind).map_err(|_| {
             Error::new(
                 Status::Limit,
-                format!("register: thread {} knows 2^29 destructors and Rust types", state.describe()),
+                format!(
+                    "register: thread {}'s live objects use 2^29 distinct destructors and Rust types",
+                    state.describe()
+                ),
             )
         })?;
         state.counters.created();
@@ -393,20 +413,36 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
         }
         if handle.owner == state.id {
             state.check_live(OP, handle)?;
-            // A closed inbox means this thread is exiting: its sweep destroys the object anyway.
-            let _ = state.record.inbox.push(handle.key);
-            return Ok(());
+            return match state.record.inbox.push(handle.key) {
+                // A closed inbox means this thread is exiting: its sweep destroys the object anyway.
+                Ok(()) | Err(inbox::Refused::Closed) => Ok(()),
+                Err(inbox::Refused::Full) => Err(inbox_full(OP, handle, &state.record)),
+            };
         }
         match identity::liveness(handle.owner) {
-            Liveness::Live(owner) => owner.inbox.push(handle.key).map_err(|_| {
-                state.violation(
+            Liveness::Live(owner) => owner.inbox.push(handle.key).map_err(|refused| match refused {
+                inbox::Refused::Closed => state.violation(
                     Status::OwnerExited,
                     format!("{OP}: handle {handle:?} is owned by thread {}, which is exiting; its objects are being destroyed", owner.id),
-                )
+                ),
+                inbox::Refused::Full => inbox_full(OP, handle, &owner),
             }),
             _ => Err(state.foreign_owner(OP, handle)),
         }
     })
+}
+
+/// The error for a request to an owner whose inbox is full (a capacity limit, not a violation).
+#[cold]
+fn inbox_full(op: &str, handle: Handle, owner: &identity::ThreadRecord) -> Error {
+    Error::new(
+        Status::Limit,
+        format!(
+            "{op}: handle {handle:?}: thread {} already has {} destroy requests queued (the limit); the object stays owned until its owner destroys it, cleans up or exits",
+            owner.describe(),
+            inbox::PENDING_LIMIT
+        ),
+    )
 }
 
 /// Runs the destroy requests queued for the calling thread.

@@ -11,6 +11,15 @@
 //! is not in the registry belongs to a thread that exited; an ID at or above it was never
 //! issued. Only thread start, thread exit, cross-thread `destroy_later` and error paths take the
 //! registry lock; the owner-thread hot path compares the handle's owner with its own cached ID.
+//!
+//! After `fork`, the child has one thread: the one that forked. Handlers installed with
+//! `pthread_atfork` (at the first thread's first call) hold the registry's lock, the counter
+//! pool's lock and the forking thread's inbox lock across the fork, so the child inherits none
+//! of them held by a thread that does not exist there; in the child, every other thread is
+//! removed from the registry (its handles answer `TG_ERR_OWNER_EXITED` from then on) and its
+//! inbox is closed. Their objects stay in the child's memory, never destroyed (no thread
+//! there owns them). The child handler takes no lock that another thread could have held and
+//! allocates only through `malloc`, which glibc's `fork` leaves usable in the child.
 
 use crate::inbox::Inbox;
 use std::collections::HashMap;
@@ -113,6 +122,9 @@ impl std::hash::Hasher for IdHasher {
 /// Issues a new ID for the calling thread and records it as live.
 /// Returns `None` only if the counter has reached the reserved owner values.
 pub(crate) fn register_thread(name: Option<Arc<str>>) -> Option<Arc<ThreadRecord>> {
+    // Miri cannot call `pthread_atfork` (and its interpreted programs never fork).
+    #[cfg(all(unix, not(miri)))]
+    fork::install();
     let mut registry = registry();
     let id = registry.next_id;
     if id >= FIRST_RESERVED_OWNER {
@@ -146,6 +158,118 @@ pub(crate) fn liveness(id: u64) -> Liveness {
 pub(crate) fn thread_counts() -> (u64, u64) {
     let registry = registry();
     (registry.live.len() as u64, registry.started)
+}
+
+/// The `pthread_atfork` handlers (see the module doc).
+///
+/// cbindgen:ignore
+#[cfg(all(unix, not(miri)))]
+mod fork {
+    use super::{REGISTRY, Registry, ThreadRecord, registry};
+    use crate::diagnostics::{self, Pool};
+    use crate::inbox::InboxLock;
+    use std::cell::RefCell;
+    use std::ffi::c_int;
+    use std::sync::{Arc, MutexGuard, Once, TryLockError};
+
+    unsafe extern "C" {
+        fn pthread_atfork(
+            prepare: Option<extern "C" fn()>,
+            parent: Option<extern "C" fn()>,
+            child: Option<extern "C" fn()>,
+        ) -> c_int;
+    }
+
+    /// The forking thread's own record, kept alive by a reference count this struct owns, and
+    /// its inbox's lock.
+    struct OwnInbox {
+        /// Dropped (unlocked) before `release` gives the record's count back.
+        _guard: InboxLock<'static>,
+        record: *const ThreadRecord,
+    }
+
+    /// The locks held across one `fork`, by the thread that forks.
+    struct Held {
+        own: Option<OwnInbox>,
+        cells: MutexGuard<'static, Pool>,
+        registry: MutexGuard<'static, Registry>,
+    }
+
+    thread_local! {
+        static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+    }
+
+    static INSTALL: Once = Once::new();
+
+    pub(super) fn install() {
+        INSTALL.call_once(|| {
+            // SAFETY: the handlers are `extern "C" fn()` that never unwind (each catches).
+            // Registration can fail only for lack of memory; the process then forks without
+            // the handlers, as before they existed.
+            unsafe { pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        });
+    }
+
+    extern "C" fn prepare() {
+        crate::guard::catch_and_discard(|| {
+            let own = crate::state::with_existing_state(|state| Arc::clone(&state.record)).map(|record| {
+                let record = Arc::into_raw(record);
+                // SAFETY: `record` came from `Arc::into_raw` just above; the count it carries
+                // is given back only in `release`, after this guard is dropped, so the record
+                // outlives the `'static` borrow the guard takes.
+                let guard = unsafe { &*record }.inbox.lock_for_fork();
+                OwnInbox { _guard: guard, record }
+            });
+            let cells = diagnostics::lock_for_fork();
+            let held = Held { own, cells, registry: registry() };
+            // If this thread's thread-locals are gone, `held` is dropped unused and the fork
+            // goes ahead without the locks (the child then takes only what is free).
+            let _ = HELD.try_with(|slot| slot.replace(Some(held)));
+        });
+    }
+
+    /// Unlocks what `prepare` held and returns the forking thread's ID (if it has one) and
+    /// the registry guard, still held.
+    fn release() -> Option<(Option<u64>, MutexGuard<'static, Registry>)> {
+        let held = HELD.try_with(|slot| slot.borrow_mut().take()).ok().flatten()?;
+        let Held { own, cells, registry } = held;
+        drop(cells);
+        let id = own.map(|own| {
+            let record = own.record;
+            drop(own);
+            // SAFETY: `record` came from `Arc::into_raw` in `prepare`, and the guard that
+            // borrowed it has just been dropped; this gives that count back exactly once.
+            let record = unsafe { Arc::from_raw(record) };
+            record.id
+        });
+        Some((id, registry))
+    }
+
+    extern "C" fn parent() {
+        crate::guard::catch_and_discard(|| drop(release()));
+    }
+
+    extern "C" fn child() {
+        crate::guard::catch_and_discard(|| {
+            let (me, mut registry) = match release() {
+                Some(held) => held,
+                // `prepare` could not hold the locks: take the registry only if it is free.
+                None => match REGISTRY.try_lock() {
+                    Ok(registry) => (crate::state::with_existing_state(|state| state.id), registry),
+                    Err(TryLockError::Poisoned(poison)) => {
+                        (crate::state::with_existing_state(|state| state.id), poison.into_inner())
+                    }
+                    Err(TryLockError::WouldBlock) => return,
+                },
+            };
+            let vanished: Vec<Arc<ThreadRecord>> =
+                registry.live.extract_if(|id, _| Some(*id) != me).map(|(_, record)| record).collect();
+            drop(registry);
+            for record in vanished {
+                record.inbox.abandon_after_fork();
+            }
+        });
+    }
 }
 
 #[cfg(test)]

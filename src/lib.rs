@@ -64,3 +64,4 @@ pub use api::{
 pub use diagnostics::{ABI_VERSION, Stats, VERSION, ViolationPolicy, set_violation_policy, stats, violation_policy};
 pub use error::{Error, Status};
 pub use handle::Handle;
+pub use inbox::PENDING_LIMIT;

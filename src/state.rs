@@ -9,6 +9,17 @@
 //!
 //! Threads whose thread-local destructors never run (the main thread at process exit, threads
 //! of some runtimes) call `tg_thread_cleanup` instead.
+//!
+//! A thread's first call may come late in its exit: from a thread-local destructor, or from a
+//! pthread key destructor, which glibc runs after all thread-local destructors (when a
+//! thread-local destructor registered then would never run). So the state has a second exit
+//! hook: a process-wide pthread key whose value is the state and whose destructor tears it
+//! down if the exit guard has not. glibc runs key destructors in rounds, up to
+//! `PTHREAD_DESTRUCTOR_ITERATIONS` (4), re-running as long as a destructor set a value; a
+//! first call from a key destructor sets ours, so ours runs in the same round (if created
+//! after that key) or the next. Creating the thread's state touches no thread-local with a
+//! destructor but the exit guard, and catches the one panic it can meet there (the standard
+//! library's thread handle, once destroyed), so it also works in those stages.
 
 use crate::diagnostics::{self, Counters};
 use crate::error::{Error, Status};
@@ -16,7 +27,7 @@ use crate::identity::{self, ThreadRecord};
 use crate::keymix::KeyMix;
 use crate::table::Table;
 use std::cell::{Cell, RefCell};
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::catch_unwind;
 use std::sync::Arc;
 
 /// Per-thread state; never shared with another thread (it is `!Sync` through its cells).
@@ -77,20 +88,33 @@ fn init() -> Result<*const ThreadState, Error> {
     EXIT_GUARD
         .try_with(|_| ())
         .map_err(|_| Error::new(Status::ShutDown, "this thread is exiting; it can no longer own objects"))?;
-    let name = std::thread::current().name().map(Arc::<str>::from);
-    let record = identity::register_thread(name)
-        .ok_or_else(|| Error::new(Status::Limit, "the 64-bit thread ID counter is exhausted"))?;
+    // The backup hook: without it, a thread in its late exit stages would never be cleaned up.
+    let key = late_exit::key()?;
+    // `thread::current` panics once the standard library's thread-locals are gone.
+    let name = match catch_unwind(|| std::thread::current().name().map(Arc::<str>::from)) {
+        Ok(name) => name,
+        Err(payload) => {
+            crate::guard::discard_panic(payload);
+            None
+        }
+    };
+    let counters = diagnostics::thread_counters();
+    let Some(record) = identity::register_thread(name) else {
+        diagnostics::release_counters(counters);
+        return Err(Error::new(Status::Limit, "the 64-bit thread ID counter is exhausted"));
+    };
     let state = Box::new(ThreadState {
         id: record.id,
         table: RefCell::new(Table::new(KeyMix::process().for_thread(record.id))),
         record,
         depth: Cell::new(0),
         cleaning: Cell::new(false),
-        counters: diagnostics::thread_counters(),
+        counters,
         last_error: RefCell::new(String::new()),
     });
     let state: *const ThreadState = Box::into_raw(state);
     CURRENT.with(|current| current.set(state));
+    late_exit::arm(key, state);
     Ok(state)
 }
 
@@ -122,21 +146,110 @@ struct ExitGuard;
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        let current = CURRENT.with(Cell::get);
-        if current.is_null() || current == EXITED {
-            return;
-        }
-        // Never unwind out of a thread-local destructor (that aborts the process).
-        let _ = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: as in `with_state`; the state is still installed, so destructors that call
-            // back into the library see the same state through shared references.
-            let state = unsafe { &*current };
-            crate::guard::exit_thread(state);
-        }));
-        CURRENT.with(|cell| cell.set(EXITED));
-        // SAFETY: `current` came from `Box::into_raw` in `init`; CURRENT no longer points to it
-        // and every call on this thread has returned (we are its last thread-local destructor
-        // that uses it), so this is the only remaining reference.
-        drop(unsafe { Box::from_raw(current.cast_mut()) });
+        exit_current();
     }
+}
+
+/// Tears down the calling thread's state, if it has one: destroys everything it owns on this
+/// thread, marks it exited, and frees the state. Called by whichever exit hook runs first;
+/// never unwinds (a thread-local destructor that unwinds aborts the process).
+fn exit_current() {
+    let current = CURRENT.with(Cell::get);
+    if current.is_null() || current == EXITED {
+        return;
+    }
+    crate::guard::catch_and_discard(|| {
+        // SAFETY: as in `with_state`; the state is still installed, so destructors that call
+        // back into the library see the same state through shared references.
+        let state = unsafe { &*current };
+        crate::guard::exit_thread(state);
+    });
+    CURRENT.with(|cell| cell.set(EXITED));
+    late_exit::disarm();
+    // SAFETY: `current` came from `Box::into_raw` in `init`; CURRENT no longer points to it
+    // and every call on this thread has returned (this is its exit, and exit hooks do not
+    // run inside calls), so this is the only remaining reference.
+    let state = unsafe { Box::from_raw(current.cast_mut()) };
+    diagnostics::release_counters(state.counters);
+    crate::guard::catch_and_discard(|| drop(state));
+}
+
+/// The backup exit hook: a pthread key whose destructor runs `exit_current` (see the module
+/// doc). Where pthread keys are not available, there is no backup hook.
+///
+/// cbindgen:ignore
+mod late_exit {
+    use crate::error::{Error, Status};
+    #[cfg(unix)]
+    use std::ffi::{c_int, c_void};
+    #[cfg(unix)]
+    use std::sync::OnceLock;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[allow(non_camel_case_types)]
+    type pthread_key_t = std::ffi::c_uint;
+    #[cfg(target_vendor = "apple")]
+    #[allow(non_camel_case_types)]
+    type pthread_key_t = std::ffi::c_ulong;
+    #[cfg(all(unix, not(any(target_os = "linux", target_os = "android", target_vendor = "apple"))))]
+    #[allow(non_camel_case_types)]
+    type pthread_key_t = std::ffi::c_int;
+
+    #[cfg(unix)]
+    unsafe extern "C" {
+        fn pthread_key_create(key: *mut pthread_key_t, destructor: Option<extern "C" fn(*mut c_void)>) -> c_int;
+        fn pthread_setspecific(key: pthread_key_t, value: *const c_void) -> c_int;
+    }
+
+    /// The process-wide key (created once), or `None` if none could be created.
+    #[cfg(unix)]
+    static KEY: OnceLock<Option<pthread_key_t>> = OnceLock::new();
+
+    /// The key, created on first use. Refused with `TG_ERR_LIMIT` if the process has no key
+    /// left (`PTHREAD_KEYS_MAX`): without the backup hook, a thread whose first call comes late
+    /// in its exit would stay registered as live forever.
+    #[cfg(unix)]
+    pub(super) fn key() -> Result<pthread_key_t, Error> {
+        let key = KEY.get_or_init(|| {
+            let mut key: pthread_key_t = 0;
+            // SAFETY: `key` is valid for writing; `on_exit` is an `extern "C"` function that
+            // never unwinds.
+            (unsafe { pthread_key_create(&mut key, Some(on_exit)) } == 0).then_some(key)
+        });
+        key.ok_or_else(|| Error::new(Status::Limit, "no pthread key is available for threadguard's exit hook"))
+    }
+
+    /// Sets the calling thread's value of the key, so its destructor runs at this thread's exit.
+    #[cfg(unix)]
+    pub(super) fn arm(key: pthread_key_t, state: *const super::ThreadState) {
+        // SAFETY: `key` was created by `pthread_key_create` and is never deleted. A failure
+        // (ENOMEM) leaves the exit guard as the only hook, as for every thread that exits
+        // normally.
+        unsafe { pthread_setspecific(key, state.cast()) };
+    }
+
+    /// Clears the calling thread's value, so the key's destructor does not run (the state is gone).
+    #[cfg(unix)]
+    pub(super) fn disarm() {
+        if let Some(Some(key)) = KEY.get() {
+            // SAFETY: as in `arm`; a NULL value means no destructor call.
+            unsafe { pthread_setspecific(*key, std::ptr::null()) };
+        }
+    }
+
+    /// The key's destructor: the thread is in its last exit stage and the exit guard has not
+    /// run (or this thread's first call came after it could).
+    #[cfg(unix)]
+    extern "C" fn on_exit(_state: *mut c_void) {
+        super::exit_current();
+    }
+
+    #[cfg(not(unix))]
+    pub(super) fn key() -> Result<(), Error> {
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    pub(super) fn arm(_key: (), _state: *const super::ThreadState) {}
+    #[cfg(not(unix))]
+    pub(super) fn disarm() {}
 }

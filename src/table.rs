@@ -16,10 +16,18 @@
 //! Rust type's drop and `TypeId`). A program has few of those, as each is a function or a
 //! type, so they are stored once per thread rather than once per object. The check a C
 //! borrow needs (type tag, kind, busy, retired) reads the entry alone.
+//!
+//! A caller may pass any number of distinct destructor pointers, so disposers are counted:
+//! each knows how many live entries use it and is reclaimed (its index reused) when the last
+//! one goes. Registration finds a disposer in O(1): the last one used, else a hash map keyed
+//! by the destructor's address or the Rust `TypeId` (SipHash with per-table random keys, so
+//! chosen pointers cannot force collisions). The map holds one entry per disposer in use; the
+//! list, whose freed indices are reused, as many as were ever in use at once.
 
 use crate::keymix::KeyMix;
 use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 use std::any::TypeId;
+use std::collections::HashMap;
 use std::ffi::c_void;
 
 /// A C destructor: `void (*)(void *object)`.
@@ -78,6 +86,89 @@ impl Disposer {
             _ => false,
         }
     }
+
+    /// What identifies the disposer in the map: the same value exactly when `same` holds.
+    fn key(self) -> DisposerKey {
+        match self {
+            Disposer::Foreign(destructor) => DisposerKey::Foreign(destructor.map_or(0, |f| f as usize)),
+            Disposer::Native(native) => DisposerKey::Native(native.type_id),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum DisposerKey {
+    /// A C destructor's address (0 for none).
+    Foreign(usize),
+    Native(TypeId),
+}
+
+/// A thread's disposers, each with the number of live entries that use it.
+#[derive(Default)]
+struct Disposers {
+    /// Indexed by an entry's disposer index; a slot with no users is on `free`.
+    list: Vec<(Disposer, usize)>,
+    free: Vec<u32>,
+    index: HashMap<DisposerKey, u32>,
+    /// The index the last registration used: most objects share a few disposers.
+    last: u32,
+}
+
+impl Disposers {
+    /// The disposer at `index` (of a live entry).
+    #[inline]
+    fn get(&self, index: u32) -> Disposer {
+        self.list[index as usize].0
+    }
+
+    /// The index of `disposer`, added if new, with one more user.
+    fn acquire(&mut self, disposer: Disposer) -> Result<u32, TooManyDisposers> {
+        let index = match self.list.get_mut(self.last as usize) {
+            Some((known, users)) if *users > 0 && known.same(disposer) => {
+                *users += 1;
+                return Ok(self.last);
+            }
+            _ => match self.index.get(&disposer.key()) {
+                Some(&index) => {
+                    self.list[index as usize].1 += 1;
+                    index
+                }
+                None => {
+                    let index = match self.free.pop() {
+                        Some(index) => {
+                            self.list[index as usize] = (disposer, 1);
+                            index
+                        }
+                        None if self.list.len() <= DISPOSER as usize => {
+                            self.list.push((disposer, 1));
+                            (self.list.len() - 1) as u32
+                        }
+                        None => return Err(TooManyDisposers),
+                    };
+                    self.index.insert(disposer.key(), index);
+                    index
+                }
+            },
+        };
+        self.last = index;
+        Ok(index)
+    }
+
+    /// One user fewer of the disposer at `index`; the last one reclaims it.
+    fn release(&mut self, index: u32) {
+        let (disposer, users) = &mut self.list[index as usize];
+        *users -= 1;
+        if *users == 0 {
+            self.index.remove(&disposer.key());
+            self.free.push(index);
+        }
+    }
+
+    /// Disposers in use.
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
+        self.index.len()
+    }
 }
 
 /// Set while a borrow of this object is on the owner's stack (I4).
@@ -119,8 +210,8 @@ pub(crate) enum Refusal {
     Busy,
 }
 
-/// A registration refused because the thread already knows 2^29 distinct destructors and
-/// Rust types (a limit no program made of functions reaches).
+/// A registration refused because the thread's live objects already use 2^29 distinct
+/// destructors and Rust types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TooManyDisposers;
 
@@ -136,9 +227,7 @@ pub(crate) struct Borrowed {
 /// A thread's table of objects.
 pub(crate) struct Table {
     slots: SlotMap<DefaultKey, Entry>,
-    disposers: Vec<Disposer>,
-    /// The disposer index the last registration used: most objects share a few.
-    last_disposer: u32,
+    disposers: Disposers,
     mix: KeyMix,
     live: usize,
     retired: usize,
@@ -149,7 +238,7 @@ const LAST_VERSION: u32 = u32::MAX;
 
 impl Table {
     pub(crate) fn new(mix: KeyMix) -> Table {
-        Table { slots: SlotMap::new(), disposers: Vec::new(), last_disposer: 0, mix, live: 0, retired: 0 }
+        Table { slots: SlotMap::new(), disposers: Disposers::default(), mix, live: 0, retired: 0 }
     }
 
     /// Objects currently held (tombstones excluded).
@@ -170,31 +259,10 @@ impl Table {
             Kind::Foreign { type_tag, destructor } => (type_tag, Disposer::Foreign(destructor), 0),
             Kind::Native(native) => (0, Disposer::Native(native), NATIVE),
         };
-        let flags = self.disposer_index(disposer)? | native;
+        let flags = self.disposers.acquire(disposer)? | native;
         let key = self.slots.insert(Entry { object, type_tag, flags });
         self.live += 1;
         Ok(self.mix.mix(key.data().as_ffi()))
-    }
-
-    /// The index of `disposer` in this thread's list, added if new. The last one used is
-    /// checked first; a miss scans the list, which holds one element per destructor function
-    /// and Rust type the thread has registered (a few dozen in a large program), so
-    /// registration stays cheap without a hash map.
-    fn disposer_index(&mut self, disposer: Disposer) -> Result<u32, TooManyDisposers> {
-        let last = self.last_disposer as usize;
-        if self.disposers.get(last).is_some_and(|known| known.same(disposer)) {
-            return Ok(self.last_disposer);
-        }
-        let index = match self.disposers.iter().position(|known| known.same(disposer)) {
-            Some(index) => index,
-            None if self.disposers.len() <= DISPOSER as usize => {
-                self.disposers.push(disposer);
-                self.disposers.len() - 1
-            }
-            None => return Err(TooManyDisposers),
-        };
-        self.last_disposer = index as u32;
-        Ok(self.last_disposer)
     }
 
     /// Decodes a handle's key, rejecting values `KeyData::as_ffi` never produces for an
@@ -237,7 +305,7 @@ impl Table {
             Expected::Foreign(tag) => entry.type_tag == tag && entry.flags & (BUSY | NATIVE | RETIRED) == 0,
             Expected::Native(wanted) => {
                 entry.flags & (BUSY | NATIVE | RETIRED) == NATIVE
-                    && matches!(self.disposers[(entry.flags & DISPOSER) as usize],
+                    && matches!(self.disposers.get(entry.flags & DISPOSER),
                                 Disposer::Native(actual) if actual.same_type(wanted))
             }
         };
@@ -289,7 +357,7 @@ impl Table {
     /// What the live entry in `slot` holds.
     fn kind_of(&self, slot: DefaultKey) -> Kind {
         let entry = &self.slots[slot];
-        match self.disposers[(entry.flags & DISPOSER) as usize] {
+        match self.disposers.get(entry.flags & DISPOSER) {
             Disposer::Foreign(destructor) => Kind::Foreign { type_tag: entry.type_tag, destructor },
             Disposer::Native(native) => Kind::Native(native),
         }
@@ -306,6 +374,7 @@ impl Table {
             return Err(Refusal::Busy);
         }
         let removed = Removed { object: self.slots[slot].object, kind: self.kind_of(slot) };
+        self.disposers.release(self.slots[slot].flags & DISPOSER);
         if slot.data().as_ffi() >> 32 == u64::from(LAST_VERSION) {
             self.slots[slot] = Entry { object: std::ptr::null_mut(), type_tag: 0, flags: RETIRED };
             self.retired += 1;
@@ -385,8 +454,10 @@ mod tests {
         let keys: Vec<u64> = (0..100)
             .map(|i| table.insert(std::ptr::null_mut(), if i % 3 == 0 { kind_b } else { kind_a }).unwrap())
             .collect();
-        table.insert(std::ptr::null_mut(), foreign(3)).unwrap();
-        assert_eq!(table.disposers.len(), 3, "one per destructor (and one for none)");
+        let none = table.insert(std::ptr::null_mut(), foreign(3)).unwrap();
+        assert_eq!(table.disposers.in_use(), 3, "one per destructor (and one for none)");
+        table.remove(none, None).unwrap();
+        assert_eq!(table.disposers.in_use(), 2, "reclaimed with its last entry");
         let address = |f: ForeignDestructor| f as *const () as usize;
         for (i, &key) in keys.iter().enumerate() {
             let removed = table.remove(key, None).unwrap();
@@ -394,6 +465,54 @@ mod tests {
             let expected = if i % 3 == 0 { (2, address(b)) } else { (1, address(a)) };
             assert_eq!((type_tag, address(destructor)), expected);
         }
+    }
+
+    /// A destructor "pointer" that is never called: the table only stores and compares it.
+    fn fake_destructor(address: usize) -> ForeignDestructor {
+        let real: ForeignDestructor = destructor_a;
+        let offset = address * 16;
+        // A distinct address per value; the table never calls it.
+        let pointer = (real as usize).wrapping_add(offset);
+        // SAFETY: (test only) never called, only stored, hashed and compared.
+        unsafe { std::mem::transmute::<usize, ForeignDestructor>(pointer) }
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "makes function pointers from integers")]
+    fn distinct_destructors_are_reclaimed_with_their_last_entry() {
+        let distinct = 40_000;
+        let mut table = Table::new(KeyMix::from_seed(3, 3, 3));
+        for round in 0..3 {
+            let keys: Vec<u64> = (0..distinct)
+                .map(|i| {
+                    let kind = Kind::Foreign { type_tag: 1, destructor: Some(fake_destructor(i + 1)) };
+                    table.insert(std::ptr::null_mut(), kind).unwrap()
+                })
+                .collect();
+            assert_eq!(table.disposers.in_use(), distinct, "round {round}: one per distinct destructor");
+            for key in keys {
+                table.remove(key, None).unwrap();
+            }
+            assert_eq!(table.disposers.in_use(), 0, "round {round}: every disposer reclaimed");
+            assert_eq!(table.disposers.list.len(), distinct, "round {round}: indices are reused, not appended");
+        }
+    }
+
+    #[test]
+    fn a_reclaimed_index_names_its_new_disposer() {
+        let (a, b): (ForeignDestructor, ForeignDestructor) = (destructor_a, destructor_b);
+        let mut table = Table::new(KeyMix::from_seed(5, 5, 5));
+        let first = table.insert(std::ptr::null_mut(), Kind::Foreign { type_tag: 1, destructor: Some(a) }).unwrap();
+        table.remove(first, None).unwrap();
+        let second = table.insert(std::ptr::null_mut(), Kind::Foreign { type_tag: 1, destructor: Some(b) }).unwrap();
+        let third = table.insert(std::ptr::null_mut(), Kind::Foreign { type_tag: 1, destructor: Some(a) }).unwrap();
+        let address = |kind: Kind| match kind {
+            Kind::Foreign { destructor: Some(destructor), .. } => destructor as *const () as usize,
+            _ => 0,
+        };
+        assert_eq!(address(table.remove(second, None).unwrap().kind), b as *const () as usize);
+        assert_eq!(address(table.remove(third, None).unwrap().kind), a as *const () as usize);
+        assert_eq!(table.disposers.in_use(), 0);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::{TG_OK, tg_status};
 use crate::error::{Error, Status};
-use crate::guard::{panic_text, refuse};
+use crate::guard::{discard_panic, panic_text, refuse};
 use crate::state::{with_existing_state, with_state};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -36,8 +36,8 @@ fn failed(error: Error) -> tg_status {
 #[inline(never)]
 fn panicked(op: &str, payload: Box<dyn std::any::Any + Send>) -> tg_status {
     let text = panic_text(&*payload);
-    // Dropping a payload can itself panic; never let that escape either.
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+    // Dropping a payload can itself panic, and so can the next one's: never let that escape.
+    discard_panic(payload);
     with_existing_state(|state| state.counters.panicked());
     failed(Error::new(Status::Panic, format!("{op}: panic: {text}")))
 }

@@ -25,8 +25,8 @@ pub extern "C" fn tg_status_name(status: tg_status) -> *const c_char {
 /// bytes and a terminating NUL are written (nothing if `len` is 0, and then `buf` may be NULL).
 /// Returns the full length of the message, excluding the NUL; 0 if there is none.
 ///
-/// # Safety
-/// `buf` must be valid for writing `len` bytes, or `len` must be 0.
+/// Caller's contract: `buf` must be valid for writing `len` bytes, or `len` must be 0.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_last_error(buf: *mut c_char, len: usize) -> usize {
     let copy = |message: &str| {
@@ -50,8 +50,8 @@ pub unsafe extern "C" fn tg_last_error(buf: *mut c_char, len: usize) -> usize {
 ///
 /// Returns TG_OK; TG_ERR_NULL_POINTER if `out` is NULL.
 ///
-/// # Safety
-/// `out` must be NULL or valid for writing one `tg_stats`.
+/// Caller's contract: `out` must be NULL or valid for writing one `tg_stats`.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_get_stats(out: *mut Stats) -> tg_status {
     guarded("tg_get_stats", || {
@@ -84,8 +84,8 @@ pub extern "C" fn tg_set_violation_policy(policy: i32) -> tg_status {
 ///
 /// Returns TG_OK; TG_ERR_NULL_POINTER if `name` is NULL.
 ///
-/// # Safety
-/// `name` must be NULL or a NUL-terminated string.
+/// Caller's contract: `name` must be NULL or a NUL-terminated string.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_set_thread_name(name: *const c_char) -> tg_status {
     guarded("tg_set_thread_name", || {

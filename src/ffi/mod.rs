@@ -3,7 +3,10 @@
 //! Each entry point is a thin shell: it runs the checked operation inside
 //! [`boundary::guarded`], which catches every panic (I3), stores the error's message as the
 //! thread's last error, and returns the status code. The functions are documented for C
-//! callers; cbindgen copies these docs into `include/threadguard.h`.
+//! callers; cbindgen copies these docs into `include/threadguard.h`. An `unsafe` entry point
+//! states its pointer contract in that text ("Caller's contract: ..."); its Rust `# Safety`
+//! heading comes from `#[cfg_attr(all(), doc = ...)]`, which rustdoc and clippy read and
+//! cbindgen does not, so no Rust Markdown heading lands in the C header.
 
 #![allow(non_camel_case_types)]
 
@@ -74,6 +77,11 @@ pub const TG_POLICY_ABORT: i32 = 2;
 const_assert_eq!(TG_POLICY_RETURN, crate::ViolationPolicy::Return as i32);
 const_assert_eq!(TG_POLICY_LOG, crate::ViolationPolicy::Log as i32);
 const_assert_eq!(TG_POLICY_ABORT, crate::ViolationPolicy::Abort as i32);
+
+/// The most destroy requests queued to one thread and not yet run by it; tg_destroy_later
+/// beyond it returns TG_ERR_LIMIT.
+pub const TG_PENDING_LIMIT: u32 = 1 << 20;
+const_assert_eq!(TG_PENDING_LIMIT as usize, crate::PENDING_LIMIT);
 
 /// The ABI version this header describes; compare with tg_abi_version() at run time.
 pub const TG_ABI_VERSION: u32 = 1;

@@ -15,10 +15,14 @@ use std::ffi::c_void;
 ///
 /// Returns TG_OK; TG_ERR_NULL_POINTER if `out` is NULL; TG_ERR_INVALID_ARGUMENT if
 /// `type_tag` is 0; TG_ERR_SHUT_DOWN while this thread is destroying everything it owns
-/// (tg_thread_cleanup or thread exit). On error `*out` is untouched and `destroy` is not called.
+/// (tg_thread_cleanup or thread exit), or after its exit cleanup (from its remaining
+/// thread-local or pthread key destructors); TG_ERR_LIMIT if this thread's live objects
+/// already use 2^29 distinct destructors, or, on a thread's first call, if the process has no
+/// thread ID or pthread key left for it; TG_ERR_PANIC if a panic was caught inside the
+/// library. On error `*out` is untouched and `destroy` is not called.
 ///
-/// # Safety
-/// `out` must be NULL or valid for writing one `tg_handle`.
+/// Caller's contract: `out` must be NULL or valid for writing one `tg_handle`.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_register(
     type_tag: u32,
@@ -50,9 +54,14 @@ pub unsafe extern "C" fn tg_register(
 /// Returns TG_OK after `fn` returned; otherwise `fn` is not called and, checked in this order:
 /// TG_ERR_NULL_HANDLE, TG_ERR_WRONG_THREAD, TG_ERR_OWNER_EXITED, TG_ERR_STALE,
 /// TG_ERR_WRONG_TYPE (registered with another tag), TG_ERR_BUSY, TG_ERR_NULL_POINTER (`fn` is NULL).
+/// Before those: TG_ERR_SHUT_DOWN after this thread's exit cleanup (from its remaining
+/// thread-local or pthread key destructors); TG_ERR_LIMIT on a thread's first call if the
+/// process has no thread ID or pthread key left for it. TG_ERR_PANIC if a panic was caught
+/// inside the library.
 ///
-/// # Safety
-/// `fn` must be NULL or a function that is sound to call with the object and `context`.
+/// Caller's contract: `fn` must be NULL or a function that is sound to call with the object and
+/// `context`.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
     guarded("tg_with", || {
@@ -88,7 +97,9 @@ pub extern "C" fn tg_destroy(handle: Handle) -> tg_status {
 ///
 /// Returns TG_OK when queued; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED if the owner has exited
 /// or is exiting (its exit destroys its objects); TG_ERR_STALE if the owner ID was never issued,
-/// or, when called on the owner itself, if the object is already gone. From another thread the
+/// or, when called on the owner itself, if the object is already gone; TG_ERR_LIMIT if the
+/// owner already has TG_PENDING_LIMIT (2^20) requests queued that it has not run (nothing is queued; the object
+/// stays owned, and its owner's exit destroys it). From another thread the
 /// key cannot be checked (only the owner sees its table): a stale request is counted in
 /// `violations_stale` when the owner runs it.
 #[unsafe(no_mangle)]
@@ -123,8 +134,8 @@ pub extern "C" fn tg_thread_cleanup() -> tg_status {
 /// Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_OWNER_EXITED; TG_ERR_STALE (never-issued owner,
 /// or, on the owner, an object that is gone); TG_ERR_NULL_POINTER if `out_thread_id` is NULL.
 ///
-/// # Safety
-/// `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+/// Caller's contract: `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_owner_of(handle: Handle, out_thread_id: *mut u64) -> tg_status {
     const OP: &str = "tg_owner_of";

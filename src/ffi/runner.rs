@@ -98,9 +98,9 @@ const DEFAULT_NAME: &str = "threadguard-runner";
 /// }
 /// ```
 ///
-/// # Safety
-/// `name` must be NULL or a NUL-terminated string; `out_runner` must be NULL or valid for
-/// writing one `tg_handle`.
+/// Caller's contract: `name` must be NULL or a NUL-terminated string; `out_runner` must be NULL or
+/// valid for writing one `tg_handle`.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_runner_start(
     name: *const c_char,
@@ -135,9 +135,10 @@ pub unsafe extern "C" fn tg_runner_start(
 /// corrupted runner handle); TG_ERR_SHUT_DOWN (the runner is stopped or stopping);
 /// TG_ERR_NULL_POINTER (`work` is NULL); TG_ERR_LIMIT (its queue is full: try again later).
 ///
-/// # Safety
-/// `work(context, ...)` and `done(context, ...)` must be sound to call on the runner thread,
-/// and `context` must stay valid until `done` runs (or, with `done` NULL, until `work` returns).
+/// Caller's contract: `work(context, ...)` and `done(context, ...)` must be sound to call on the
+/// runner thread, and `context` must stay valid until `done` runs (or, with `done` NULL, until
+/// `work` returns).
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_runner_post(
     runner: Handle,
@@ -167,10 +168,10 @@ pub unsafe extern "C" fn tg_runner_post(
 /// (`cq`'s entries and outstanding completions fill its capacity, or the runner's queue is full);
 /// TG_ERR_SHUT_DOWN (the runner is stopping).
 ///
-/// # Safety
-/// `work(context, ...)` must be sound to call on the runner thread; `context` must stay valid
-/// until the entry tagged `tag` has been taken (or discarded); the result may be used on
-/// whichever thread takes the entry.
+/// Caller's contract: `work(context, ...)` must be sound to call on the runner thread; `context`
+/// must stay valid until the entry tagged `tag` has been taken (or discarded); the result may be
+/// used on whichever thread takes the entry.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_runner_post_to_queue(
     runner: Handle,
@@ -211,11 +212,11 @@ pub unsafe extern "C" fn tg_runner_post_to_queue(
 /// TG_ERR_TIMEOUT (see above); TG_ERR_SHUT_DOWN (the runner stopped before the work started;
 /// it did not run).
 ///
-/// # Safety
-/// `work(context, ...)` and `abandon(context, ...)` must be sound to call on the runner thread;
-/// `context` must stay valid until this returns TG_OK or an error other than TG_ERR_TIMEOUT,
-/// or after TG_ERR_TIMEOUT until `abandon` runs. `out_result` must be NULL or valid for
-/// writing one pointer.
+/// Caller's contract: `work(context, ...)` and `abandon(context, ...)` must be sound to call on the
+/// runner thread; `context` must stay valid until this returns TG_OK or an error other than
+/// TG_ERR_TIMEOUT, or after TG_ERR_TIMEOUT until `abandon` runs. `out_result` must be NULL or valid
+/// for writing one pointer.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_runner_call(
     runner: Handle,
@@ -268,8 +269,8 @@ pub extern "C" fn tg_runner_stop(runner: Handle) -> tg_status {
 /// Returns TG_OK; TG_ERR_NULL_HANDLE; TG_ERR_WRONG_TYPE; TG_ERR_STALE; TG_ERR_SHUT_DOWN (the
 /// runner has been stopped); TG_ERR_NULL_POINTER if `out_thread_id` is NULL.
 ///
-/// # Safety
-/// `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+/// Caller's contract: `out_thread_id` must be NULL or valid for writing one `uint64_t`.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_runner_thread_id(runner: Handle, out_thread_id: *mut u64) -> tg_status {
     const OP: &str = "tg_runner_thread_id";
@@ -292,9 +293,9 @@ pub unsafe extern "C" fn tg_runner_thread_id(runner: Handle, out_thread_id: *mut
 /// Returns TG_OK; TG_ERR_NULL_POINTER if `out_cq` is NULL; TG_ERR_INVALID_ARGUMENT for a
 /// capacity of 0 or above TG_MAX_QUEUE_CAPACITY.
 ///
-/// # Safety
-/// `out_cq` must be NULL or valid for writing one `tg_handle`; `discard` must be sound to call
-/// on any thread that destroys the queue or runs work posted to it.
+/// Caller's contract: `out_cq` must be NULL or valid for writing one `tg_handle`; `discard` must be
+/// sound to call on any thread that destroys the queue or runs work posted to it.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_cq_create(capacity: u32, discard: tg_discard_fn, out_cq: *mut Handle) -> tg_status {
     const OP: &str = "tg_cq_create";
@@ -323,8 +324,9 @@ pub unsafe extern "C" fn tg_cq_create(capacity: u32, discard: tg_discard_fn, out
 /// TG_ERR_SHUT_DOWN (the queue was destroyed, also while waiting); TG_ERR_NULL_POINTER (an out
 /// pointer is NULL); TG_ERR_INVALID_ARGUMENT (`timeout_ms` below -1); TG_ERR_TIMEOUT.
 ///
-/// # Safety
-/// `out_tag`, `out_status` and `out_result` must each be NULL or valid for writing one value.
+/// Caller's contract: `out_tag`, `out_status` and `out_result` must each be NULL or valid for
+/// writing one value.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_cq_wait(
     cq: Handle,
