@@ -19,13 +19,18 @@ STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
 
 all: lib
 
-# The release build is what C and Go link against.
+# The release build of the C library (capi/) is what C and Go link against. The soname link
+# lets programs linked with -L$(TG_LIB_DIR) -lthreadguard (they record libthreadguard.so.<ABI>)
+# start with $(TG_LIB_DIR) as their rpath.
 lib:
-	$(CARGO) build --release --locked --lib
+	$(CARGO) build --release --locked -p threadguard-capi
+	ln -sfn libthreadguard.so $(TG_LIB_DIR)/libthreadguard.so.$(TG_ABI)
 
 $(STATIC_LIB): lib
 
 include tests/c/c-tests.mk
+include install/install.mk
+include tests/install/install-check.mk
 include nim/nim.mk
 include bench/bench.mk
 

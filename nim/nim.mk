@@ -71,7 +71,7 @@ nim-check:
 # When this file is used on its own, build the Rust library it links against.
 ifeq ($(origin STATIC_LIB),undefined)
 $(NIM_TG_LIB):
-	$(CARGO) build --release --locked --lib
+	$(CARGO) build --release --locked -p threadguard-capi
 endif
 
 # Nim writes its warnings to the log; any warning fails the build.
