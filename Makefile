@@ -14,6 +14,9 @@ TG_LIB_DIR ?= target/release
 TG_INCLUDE ?= include
 HEADER     := $(TG_INCLUDE)/threadguard.h
 STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
+# In-tree Go builds link this checkout's static library (go/link_static.go); without the tag
+# the Go module links the installed library through pkg-config (go/link.go).
+TG_GO_TAGS ?= threadguard_static
 
 .PHONY: all lib demo demo-c test test-rust test-loom miri lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
 
@@ -37,7 +40,7 @@ include bench/bench.mk
 # The demo is a Go program driving a thread-affine C library through the Go wrapper;
 # `make demo-c` runs the C walkthrough of the same story.
 demo: lib
-	cd go && $(GO) run ./cmd/demo
+	cd go && $(GO) run -tags $(TG_GO_TAGS) ./cmd/demo
 
 demo-c: lib c-demo
 
@@ -60,12 +63,12 @@ unsafe-inventory:
 	python3 scripts/unsafe_inventory.py
 
 test-go: lib
-	cd go && $(GO) vet ./...
+	cd go && $(GO) vet -tags $(TG_GO_TAGS) ./...
 	@unformatted="$$(cd go && gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	cd go && $(GO) test -race -count=1 ./...
+	cd go && $(GO) test -race -count=1 -tags $(TG_GO_TAGS) ./...
 
 go-fuzz-smoke: lib
-	cd go && $(GO) test -run '^$$' -fuzz=FuzzHandle -fuzztime=$(FUZZ_SECONDS)s .
+	cd go && $(GO) test -tags $(TG_GO_TAGS) -run '^$$' -fuzz=FuzzHandle -fuzztime=$(FUZZ_SECONDS)s .
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := misuse ffi_raw runner_raw
