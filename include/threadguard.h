@@ -433,6 +433,26 @@ tg_status tg_owner_of(struct tg_handle handle, uint64_t *out_thread_id);
 uint64_t tg_current_thread_id(void);
 
 /**
+ * Writes to `*out_count` how many copies of threadguard this one can see loaded in the
+ * process, itself included. More than 1 means the process is split: handles, last-error
+ * messages and stats of one copy are invisible to the others (a handle registered through one
+ * is TG_ERR_STALE to another). The first time a copy sees another (here, or at its first use
+ * in the process) it says so once on standard error.
+ *
+ * A copy finds the others through the process's global symbol scope (`tg_copies_loaded` as
+ * seen by `dlsym` with RTLD_DEFAULT and RTLD_NEXT), so the count is a lower bound: a copy in
+ * a library loaded with RTLD_LOCAL, or linked statically into an executable that does not
+ * export its symbols, is seen only by copies it can see itself. Always 1 on targets other
+ * than Linux.
+ *
+ * Returns TG_OK, or TG_ERR_NULL_POINTER if `out_count` is NULL.
+ *
+ * # Safety
+ * `out_count` must be NULL or valid for writing one `uint32_t`.
+ */
+tg_status tg_copies_loaded(uint32_t *out_count);
+
+/**
  * Starts a runner: a new thread named `name` that runs work posted from any thread and owns
  * every object that work registers. Writes its handle to `*out_runner`; the handle may be used
  * from any thread. Returns once the thread is running (tg_runner_thread_id answers at once).

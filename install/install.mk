@@ -42,6 +42,11 @@ TG_INSTALLED := $(INCLUDEDIR)/threadguard.h $(LIBDIR)/libthreadguard.a $(LIBDIR)
 	$(LIBDIR)/$(TG_SONAME) $(LIBDIR)/libthreadguard.so $(PKGCONFIGDIR)/threadguard.pc \
 	$(CMAKEDIR)/threadguardConfig.cmake $(CMAKEDIR)/threadguardConfigVersion.cmake
 
+# The same for CMake, as a list: Threads::Threads and ${CMAKE_DL_LIBS} stand for -lpthread -ldl.
+tg_empty :=
+tg_space := $(tg_empty) $(tg_empty)
+TG_CMAKE_STATIC_LIBS := $(subst $(tg_space),;,$(strip $(patsubst -l%,%,$(filter-out -lpthread -ldl,$(TG_STATIC_LIBS)))))
+
 # Paths the CMake package computes from its own location, so an installed tree can be moved.
 tg_rel = $(shell realpath -m --relative-to=$(CMAKEDIR) $(1))
 
@@ -63,7 +68,7 @@ install: lib
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/threadguard.pc
 	sed -e 's|@LIBDIR_REL@|$(call tg_rel,$(LIBDIR))|g' -e 's|@INCLUDEDIR_REL@|$(call tg_rel,$(INCLUDEDIR))|g' \
 	    -e 's|@REALNAME@|$(TG_REALNAME)|g' -e 's|@SONAME@|$(TG_SONAME)|g' \
-	    -e 's|@STATIC_LIBS@|$(patsubst -l%,%,$(filter-out -lpthread -ldl,$(TG_STATIC_LIBS)))|g' \
+	    -e 's|@STATIC_LIBS@|$(TG_CMAKE_STATIC_LIBS)|g' \
 	    install/threadguardConfig.cmake.in > $(DESTDIR)$(CMAKEDIR)/threadguardConfig.cmake
 	sed -e 's|@VERSION@|$(TG_VERSION)|g' -e "s|@SIZEOF_VOID_P@|$$(( $$(getconf LONG_BIT) / 8 ))|g" \
 	    install/threadguardConfigVersion.cmake.in > $(DESTDIR)$(CMAKEDIR)/threadguardConfigVersion.cmake

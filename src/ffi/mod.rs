@@ -11,10 +11,12 @@ mod boundary;
 pub mod export;
 mod info;
 mod objects;
+mod process;
 mod runner;
 
 pub use info::*;
 pub use objects::*;
+pub use process::*;
 pub use runner::*;
 
 use crate::error::Status;
