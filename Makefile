@@ -58,6 +58,8 @@ header-check:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked -p threadguard-capi -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps -p threadguard
 
 unsafe-inventory:
 	python3 scripts/unsafe_inventory.py
@@ -111,7 +113,7 @@ miri:
 	    MIRIFLAGS="$(MIRIFLAGS)" $(CARGO) +nightly miri test --locked --doc; \
 	fi
 
-test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan nim-tests nim-go-tests test-go go-fuzz-smoke fuzz-smoke
+test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan install-check nim-tests nim-go-tests test-go go-fuzz-smoke fuzz-smoke
 	@echo "make test: all suites passed"
 
 clean:

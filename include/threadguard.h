@@ -7,7 +7,10 @@
  * slot, type tag, re-entrancy. Misuse returns a TG_ERR_* code, sets this thread's last-error
  * message (tg_last_error) and changes nothing else. No entry point unwinds into the caller.
  *
- * Example (complete; link with -lthreadguard -lpthread -ldl -lm):
+ * Example (complete). With threadguard installed (make install), build it with
+ * cc example.c $(pkg-config --cflags --libs threadguard), or statically with
+ * cc -static example.c $(pkg-config --static --cflags --libs threadguard); from CMake,
+ * find_package(threadguard) gives threadguard::threadguard and threadguard::threadguard_static.
  *
  *     #include <stdio.h>
  *     #include "threadguard.h"

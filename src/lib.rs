@@ -27,7 +27,7 @@
 //! ```
 //!
 //! ## Layout
-//! - [`identity`](crate::identity): thread IDs (never reused) and the liveness registry.
+//! - `identity`: thread IDs (never reused) and the liveness registry.
 //! - `table`: the per-thread object table, with slot retirement (I2).
 //! - `keymix`: the keyed permutation that keeps forged keys from naming neighbours (I2).
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).

@@ -82,7 +82,7 @@ export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 # --- 2. C with pkg-config ----------------------------------------------------------------------
 # The example the header opens with, built with the commands the header and README give.
 mkdir -p "$work/c"
-awk '/^ \* Example \(complete/ {on = 1; next} on && /^ \* Threads:/ {exit} on' "$prefix/include/threadguard.h" |
+awk '/^ \* Example \(complete/ {on = 1} on && /^ \* Threads:/ {exit} on && /^ \*     / {code = 1} code' "$prefix/include/threadguard.h" |
     sed -e 's/^ \*     //' -e 's/^ \*$//' > "$work/c/example.c"
 grep -q 'int main' "$work/c/example.c" || fail "no example found in the installed header"
 cd "$work/c"
