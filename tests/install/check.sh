@@ -117,25 +117,19 @@ done
 step "CMake find_package, threadguard::threadguard and threadguard::threadguard_static: ok"
 
 # --- 4. Go module against the installed library ------------------------------------------------
-# No network: the only dependency is the wrapper, replaced by this checkout's go/.
-export GOFLAGS=-mod=mod GOPROXY=off GOWORK=off
+# No network: the only dependency is the wrapper, replaced by this checkout's go/, with the
+# commands the README gives.
+export GOPROXY=off GOWORK=off
 mkdir -p "$work/go"
 cp "$here/go/main.go" "$work/go/"
-cat > "$work/go/go.mod" <<GOMOD
-module example.com/app
-
-go 1.24
-
-require threadguard.dev/threadguard v0.0.0
-
-replace threadguard.dev/threadguard => $repo/go
-GOMOD
+(cd "$work/go" && "$GO" mod init example.com/app >/dev/null 2>&1 &&
+    "$GO" mod edit -require=threadguard.dev/threadguard@v0.0.0 -replace=threadguard.dev/threadguard="$repo/go")
 cd "$work/go"
 "$GO" vet ./...
 "$GO" build -o app .
 LD_LIBRARY_PATH="$prefix/lib" ./app
 "$GO" mod vendor
-GOFLAGS=-mod=vendor "$GO" build -o app-vendored .
+"$GO" build -mod=vendor -o app-vendored .
 LD_LIBRARY_PATH="$prefix/lib" ./app-vendored >/dev/null
 readelf -d app | grep -q "NEEDED.*\[$soname\]" || fail "the Go program does not link $soname"
 step "Go module outside the tree (pkg-config, go vet, go mod vendor): ok"
@@ -152,8 +146,9 @@ nm -D --defined-only "$provider_lib/libcounters.so" | grep -q ' T tg_copies_load
     fail "libcounters.so does not export the tg_* functions"
 mkdir -p "$work/goshared"
 cp "$here/goshared/main.go" "$work/goshared/"
-sed 's|example.com/app|example.com/shared|' "$work/go/go.mod" > "$work/goshared/go.mod"
 cd "$work/goshared"
+"$GO" mod init example.com/shared >/dev/null 2>&1
+"$GO" mod edit -require=threadguard.dev/threadguard@v0.0.0 -replace=threadguard.dev/threadguard="$repo/go"
 export CGO_CFLAGS="-I$here/provider -I$prefix/include" CGO_LDFLAGS="-L$provider_lib"
 "$GO" vet -tags threadguard_external ./...
 "$GO" build -tags threadguard_external -o shared-one .
