@@ -9,10 +9,12 @@
 //! Each copy exports `tg_copies_loaded`. A copy looks the symbol up in the process's global
 //! scope (`dlsym(RTLD_DEFAULT)`, the first definition, and `dlsym(RTLD_NEXT)`, the next one
 //! after this copy's object) and asks `dladdr` which loaded object each definition lives in;
-//! an object other than its own is another copy. It does so when the first thread in the
-//! process makes its first call, and on every [`copies_loaded`] query. The first time it sees
-//! another copy it prints one line on standard error (a failed write is ignored, as for every
-//! diagnostic).
+//! an object other than its own is another copy. It scans at a thread's first call and when
+//! it refuses a handle (stale, wrong thread, owner exited: how a handle of another copy looks),
+//! in both cases only if objects were loaded since its last scan (the loader's count of loads,
+//! `dlpi_adds`, read with one step of `dl_iterate_phdr`), and on every [`copies_loaded`] query.
+//! The first time it sees another copy it prints one line on standard error (a failed write is
+//! ignored, as for every diagnostic); from then on its messages for refused handles say so.
 //!
 //! What it cannot see: a copy whose symbols are not in the global scope (a library loaded
 //! with `RTLD_LOCAL`, a static copy in an executable that does not export its symbols) is
@@ -20,29 +22,43 @@
 //! of copies notices unless both are hidden. On targets other than Linux, and under Miri, the
 //! count is always 1.
 
-use std::sync::Once;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// Set once this copy has printed its report.
 static REPORTED: AtomicBool = AtomicBool::new(false);
-/// The scan at this copy's first use in the process.
-static FIRST_USE: Once = Once::new();
+/// The most copies a scan has found.
+static SEEN: AtomicUsize = AtomicUsize::new(1);
+/// The loader's count of loads at the last scan (`u64::MAX`: none yet).
+static SCANNED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// How many copies of threadguard this copy can see loaded in the process, itself included
 /// (a lower bound; see the module doc). Reports a second copy on standard error, once.
 pub fn copies_loaded() -> usize {
     let copies = scan::objects();
+    SEEN.fetch_max(copies.len(), Ordering::Relaxed);
     if copies.len() > 1 && !REPORTED.swap(true, Ordering::Relaxed) {
         report(&copies);
     }
     copies.len()
 }
 
-/// Scans once, at the first use of this copy in the process (a thread's first call).
-pub(crate) fn check_at_first_use() {
-    FIRST_USE.call_once(|| {
+/// Scans again if objects were loaded since the last scan; otherwise costs one step of
+/// `dl_iterate_phdr`. Called at each thread's first call.
+pub(crate) fn rescan_if_loaded() {
+    let loads = scan::loads();
+    if SCANNED_AT.swap(loads, Ordering::Relaxed) != loads {
         copies_loaded();
-    });
+    }
+}
+
+/// For the message of a refused handle: a note naming the split, if this copy has seen another.
+#[cold]
+pub(crate) fn note_for_refused_handle() -> Option<String> {
+    rescan_if_loaded();
+    let seen = SEEN.load(Ordering::Relaxed);
+    (seen > 1).then(|| {
+        format!(" ({seen} copies of threadguard are loaded in this process; a handle of one is unknown to the others)")
+    })
 }
 
 #[cold]
@@ -84,6 +100,23 @@ mod scan {
         objects.into_iter().map(|(_, name)| name).collect()
     }
 
+    /// How many objects the loader has loaded so far (`dlpi_adds`; unloads do not lower it).
+    pub(super) fn loads() -> u64 {
+        let mut loads = 0u64;
+        // SAFETY: the callback only reads the record it is given and writes `loads`, which
+        // outlives the call; it cannot unwind.
+        unsafe { libc::dl_iterate_phdr(Some(first_loads), (&raw mut loads).cast()) };
+        loads
+    }
+
+    /// `dl_iterate_phdr` callback of `loads`: reads the count from the first object's record and
+    /// stops the iteration.
+    extern "C" fn first_loads(info: *mut libc::dl_phdr_info, _size: usize, data: *mut c_void) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid record, and `data` is the `u64` of `loads`.
+        unsafe { *data.cast::<u64>() = (*info).dlpi_adds };
+        1
+    }
+
     /// The base address and file name of the loaded object that contains `address`.
     fn object_of(address: *const c_void) -> Option<(usize, String)> {
         if address.is_null() {
@@ -114,6 +147,11 @@ mod scan {
     pub(super) fn objects() -> Vec<String> {
         vec![String::from("this object")]
     }
+
+    /// Nothing is ever seen to load.
+    pub(super) fn loads() -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]
@@ -121,6 +159,7 @@ mod tests {
     #[test]
     fn a_test_binary_holds_one_copy_and_reports_nothing() {
         assert_eq!(super::copies_loaded(), 1);
+        assert_eq!(super::note_for_refused_handle(), None);
         assert!(!super::REPORTED.load(std::sync::atomic::Ordering::Relaxed));
     }
 }

@@ -91,7 +91,7 @@ fn init() -> Result<*const ThreadState, Error> {
     });
     let state: *const ThreadState = Box::into_raw(state);
     CURRENT.with(|current| current.set(state));
-    crate::copies::check_at_first_use();
+    crate::copies::rescan_if_loaded();
     Ok(state)
 }
 

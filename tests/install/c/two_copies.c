@@ -2,8 +2,11 @@
  * libthreadguard.so (argv[1]) with dlopen, as a program linking the static library and a Rust
  * library built with export_thread_affine! would. Each copy keeps its own tables: a handle
  * registered through one is TG_ERR_STALE to the other. The test checks that the split is
- * detected: tg_copies_loaded counts 2 in the copy that can see the other, and a copy reports
- * it once on stderr (tests/install/check.sh counts the lines).
+ * detected without being asked: a copy that refuses a handle of the other (or makes its first
+ * call) after the other was loaded reports it once on stderr and says so in the refused call's
+ * message; then tg_copies_loaded counts 2 in each copy that can see the other.
+ * tests/install/check.sh counts the report lines, which come before the line
+ * "two_copies: querying".
  *
  *   two_copies LIBRARY EXPECTED_STATIC EXPECTED_SHARED
  *
@@ -13,6 +16,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "threadguard.h"
 
 #define TAG 3u
@@ -55,13 +59,19 @@ int main(int argc, char **argv) {
     copies_fn so_copies = (copies_fn)dlsym(lib, "tg_copies_loaded");
     CHECK(so_register && so_with && so_copies && so_with != tg_with);
 
-    /* The split this detects: the handle of the static copy means nothing to the shared one. */
+    /* The split: a handle of one copy means nothing to the other. */
     CHECK(so_with(h, TAG, borrow, NULL) == TG_ERR_STALE);
     CHECK(tg_with(h, TAG, borrow, NULL) == TG_OK && borrows == 1);
     tg_handle other;
     CHECK(so_register(TAG, &object, NULL, &other) == TG_OK);
+    /* The static copy refuses the shared copy's handle; it has seen the new object and says so. */
+    char message[512];
+    CHECK(tg_with(other, TAG, borrow, NULL) == TG_ERR_STALE && borrows == 1);
+    tg_last_error(message, sizeof message);
+    CHECK(strstr(message, "(2 copies of threadguard are loaded in this process") != NULL);
 
-    /* Queried repeatedly; each copy reports on stderr at most once. */
+    /* Queried repeatedly; each copy has reported on stderr at most once, already. */
+    fprintf(stderr, "two_copies: querying\n");
     for (int i = 0; i < 3; i++) {
         CHECK(tg_copies_loaded(&copies) == TG_OK && copies == expected_static);
         CHECK(so_copies(&copies) == TG_OK && copies == expected_shared);
