@@ -10,8 +10,8 @@
 //! scope (`dlsym(RTLD_DEFAULT)`, the first definition, and `dlsym(RTLD_NEXT)`, the next one
 //! after this copy's object) and asks `dladdr` which loaded object each definition lives in;
 //! an object other than its own is another copy. It scans at a thread's first call and when
-//! it refuses a handle (stale, wrong thread, owner exited: how a handle of another copy looks),
-//! in both cases only if objects were loaded since its last scan (the loader's count of loads,
+//! it refuses a handle as stale (how a handle of another copy looks), in both cases only if
+//! objects were loaded since its last scan (the loader's count of loads,
 //! `dlpi_adds`, read with one step of `dl_iterate_phdr`), and on every [`copies_loaded`] query.
 //! The first time it sees another copy it prints one line on standard error (a failed write is
 //! ignored, as for every diagnostic); from then on its messages for refused handles say so.
@@ -51,7 +51,7 @@ pub(crate) fn rescan_if_loaded() {
     }
 }
 
-/// For the message of a refused handle: a note naming the split, if this copy has seen another.
+/// For the message of a stale handle: a note naming the split, if this copy has seen another.
 #[cold]
 pub(crate) fn note_for_refused_handle() -> Option<String> {
     rescan_if_loaded();

@@ -23,11 +23,8 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
 #[cold]
 #[inline(never)]
 fn failed(error: Error) -> tg_status {
-    // A handle of another copy of the library looks stale, foreign or orphaned here.
-    let note = match error.status() {
-        Status::Stale | Status::WrongThread | Status::OwnerExited => crate::copies::note_for_refused_handle(),
-        _ => None,
-    };
+    // A handle of another copy of the library is stale here (its key is in no table of ours).
+    let note = if error.status() == Status::Stale { crate::copies::note_for_refused_handle() } else { None };
     // Create the state if this thread has none yet: the message must not be lost.
     let _ = with_state(|state| {
         match note {
