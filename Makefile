@@ -4,8 +4,11 @@
 #   make test     run every test: Rust (unit, integration, doc, large release tests, loom, and
 #                 Miri on the unit and doc tests when a nightly toolchain with Miri is
 #                 installed), clippy, rustfmt, header freshness, C/C++ consumer tests (static
-#                 and shared, valgrind, ASan/UBSan), Go tests with -race, and short fuzz runs
+#                 and shared, valgrind, ASan/UBSan), the installed library used from outside
+#                 the tree (install-check), Go tests with -race, and short fuzz runs
 #   make header   regenerate include/threadguard.h from src/ffi
+#   make install  install the header, libraries, pkg-config file and CMake package (PREFIX,
+#                 DESTDIR; install/install.mk); make uninstall removes them
 #   make bench    benchmarks, side by side with the alternatives
 
 CARGO      ?= cargo

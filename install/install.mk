@@ -3,7 +3,8 @@
 # A make fragment for the top-level Makefile (`include install/install.mk`). Paths are relative
 # to the repository root; the libraries come from `make lib` (the capi/ crate) in $(TG_LIB_DIR).
 #
-#   make install [PREFIX=/usr/local] [DESTDIR=]   build the release library and install:
+#   make install [PREFIX=/usr/local] [DESTDIR=]   build the release library if its sources
+#                                                 changed since `make`, and install:
 #       $(INCLUDEDIR)/threadguard.h
 #       $(LIBDIR)/libthreadguard.a
 #       $(LIBDIR)/libthreadguard.so.<ABI>.<version>, soname libthreadguard.so.<ABI>, with the
@@ -52,7 +53,15 @@ tg_rel = $(shell realpath -m --relative-to=$(CMAKEDIR) $(1))
 
 .PHONY: install uninstall
 
-install: lib
+# `make install` builds the library only when its sources are newer than the build, so that
+# `make && sudo make install` does not need cargo on root's PATH. The soname link that
+# `make lib` makes stands for the build (make follows it to libthreadguard.so).
+TG_LIB_SOURCES := $(wildcard src/*.rs src/*/*.rs capi/src/*.rs) build.rs capi/build.rs \
+	Cargo.toml capi/Cargo.toml Cargo.lock
+$(TG_LIB_DIR)/libthreadguard.so.$(TG_ABI): $(TG_LIB_SOURCES)
+	$(MAKE) --no-print-directory lib
+
+install: $(TG_LIB_DIR)/libthreadguard.so.$(TG_ABI)
 	@test -n "$(TG_ABI)" || { echo "install: no ABI_VERSION in src/diagnostics.rs" >&2; exit 1; }
 	$(INSTALL) -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(CMAKEDIR)
 	$(INSTALL) -m 644 $(TG_INCLUDE)/threadguard.h $(DESTDIR)$(INCLUDEDIR)/threadguard.h
