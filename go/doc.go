@@ -95,8 +95,8 @@
 //
 // For a prefix pkg-config does not search, set
 // PKG_CONFIG_PATH=<prefix>/lib/pkgconfig, and LD_LIBRARY_PATH (or an rpath)
-// to run. Without the library, cgo stops with pkg-config's "Package
-// threadguard was not found in the pkg-config search path". Go caches the
+// to run. Without the library, cgo stops with pkg-config's error that
+// package threadguard was not found (naming threadguard.pc). Go caches the
 // flags pkg-config gave: after installing to another prefix, run
 // go clean -cache.
 //

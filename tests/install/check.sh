@@ -9,7 +9,8 @@
 #     with pkg-config --static, statically
 #  3. CMake: find_package(threadguard) and its shared and static imported targets
 #  4. Go: a module that imports the wrapper (replace to this checkout's go/) and links the
-#     installed library through pkg-config; go vet, and go mod vendor with -mod=vendor
+#     installed library through pkg-config; go vet, and go mod vendor with -mod=vendor; without
+#     the library, the build fails naming what is missing
 #  5. One copy per process: a Rust library built with export_thread_affine! outside the
 #     repository, and a Go program using it and the wrapper (-tags threadguard_external) on
 #     the same handles
@@ -134,6 +135,24 @@ LD_LIBRARY_PATH="$prefix/lib" ./app-vendored >/dev/null
 readelf -d app | grep -q "NEEDED.*\[$soname\]" || fail "the Go program does not link $soname"
 step "Go module outside the tree (pkg-config, go vet, go mod vendor): ok"
 
+# Without the library, the build says what is missing. (CGO_CFLAGS is part of the key of Go's
+# build cache, which does not otherwise see the pkg-config search path change.)
+mkdir -p "$work/empty" "$work/gomissing"
+cp "$here/go/main.go" "$work/gomissing/"
+cd "$work/gomissing"
+"$GO" mod init example.com/missing >/dev/null 2>&1
+"$GO" mod edit -require=threadguard.dev/threadguard@v0.0.0 -replace=threadguard.dev/threadguard="$repo/go"
+if PKG_CONFIG_PATH="$work/empty" PKG_CONFIG_LIBDIR="$work/empty" CGO_CFLAGS="-O2 -g -DTG_NO_LIBRARY" \
+    "$GO" build -o /dev/null . 2>"$work/missing.err"; then fail "the Go build succeeded without threadguard.pc"; fi
+grep -q 'threadguard\.pc' "$work/missing.err" || { cat "$work/missing.err" >&2; fail "no mention of threadguard.pc"; }
+# -tags threadguard_static in a copy of the checkout (go/, include/) where make lib has not run.
+mkdir -p "$work/nolib" && cp -r "$repo/go" "$repo/include" "$work/nolib/"
+"$GO" mod edit -replace=threadguard.dev/threadguard="$work/nolib/go"
+if CGO_CFLAGS="-O2 -g -DTG_NO_LIBRARY" "$GO" build -tags threadguard_static -o /dev/null . 2>"$work/missing.err"; then
+    fail "the Go build succeeded with -tags threadguard_static and no library"; fi
+grep -q "run 'make lib'" "$work/missing.err" || { cat "$work/missing.err" >&2; fail "no mention of make lib"; }
+step "Go without the library: the error names threadguard.pc, or make lib for -tags threadguard_static"
+
 # --- 5. one copy per process: a Rust library and the Go wrapper -------------------------------
 mkdir -p "$work/provider/src"
 sed "s|@THREADGUARD@|$repo|" "$here/provider/Cargo.toml.in" > "$work/provider/Cargo.toml"
@@ -173,5 +192,10 @@ for variant in "two_copies 2 1 1" "two_copies_exported 2 2 2"; do
         { cat "$work/two.err" >&2; fail "$1: want $4 report(s) on stderr, each before the queries"; }
 done
 step "two copies in one process detected and reported once per copy: ok"
+
+"$MAKE" -s -C "$repo" uninstall PREFIX="$prefix" >/dev/null
+left="$(find "$prefix" \( -type f -o -type l \))"
+[ -z "$left" ] || fail "make uninstall PREFIX=$prefix left: $left"
+step "make uninstall: ok"
 
 step "passed"
