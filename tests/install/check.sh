@@ -14,6 +14,8 @@
 #  5. One copy per process: a Rust library built with export_thread_affine! outside the
 #     repository, and a Go program using it and the wrapper (-tags threadguard_external) on
 #     the same handles
+#     and, for contrast, a Go program holding two copies (its own and the library's, loaded
+#     with dlopen): the split is detected and reported once
 #  6. Two copies detected: a C program linking libthreadguard.a loads libthreadguard.so
 #
 # Needs cc, pkg-config, cmake, go and cargo. Environment: MAKE, CARGO, GO, CC.
@@ -176,6 +178,20 @@ if readelf -d shared-one | grep -q 'NEEDED.*threadguard'; then fail "shared-one 
 LD_LIBRARY_PATH="$provider_lib" ./shared-one 2>"$work/one.err" || { cat "$work/one.err" >&2; fail "shared-one"; }
 [ ! -s "$work/one.err" ] || { cat "$work/one.err" >&2; fail "shared-one wrote to stderr"; }
 step "one copy per process (export_thread_affine! library + Go wrapper with -tags threadguard_external): ok"
+
+# The split that the above avoids: the wrapper's own copy (-tags threadguard_static, linked into
+# the program) and the library's, loaded with dlopen; detected, reported once on stderr.
+mkdir -p "$work/gosplit"
+cp "$here/gosplit/main.go" "$work/gosplit/"
+cd "$work/gosplit"
+"$GO" mod init example.com/split >/dev/null 2>&1
+"$GO" mod edit -require=threadguard.dev/threadguard@v0.0.0 -replace=threadguard.dev/threadguard="$repo/go"
+CGO_CFLAGS="-I$repo/include" "$GO" vet -tags threadguard_static ./...
+CGO_CFLAGS="-I$repo/include" "$GO" build -tags threadguard_static -o split .
+./split "$provider_lib/libcounters.so" 2>"$work/split.err" || { cat "$work/split.err" >&2; fail "split"; }
+[ "$(grep -c 'copies of threadguard are loaded in this process' "$work/split.err")" = 1 ] ||
+    { cat "$work/split.err" >&2; fail "split: not exactly one report on stderr"; }
+step "two copies in a Go program (the wrapper's and a dlopen'd library's): detected and reported once"
 
 # --- 6. two copies in a C program --------------------------------------------------------------
 mkdir -p "$work/two" && cd "$work/two"
