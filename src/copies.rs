@@ -11,10 +11,10 @@
 //! after this copy's object) and asks `dladdr` which loaded object each definition lives in;
 //! an object other than its own is another copy. It scans at a thread's first call and when
 //! it refuses a handle as stale (how a handle of another copy looks), in both cases only if
-//! objects were loaded since its last scan (the loader's count of loads,
-//! `dlpi_adds`, read with one step of `dl_iterate_phdr`), and on every [`copies_loaded`] query.
-//! The first time it sees another copy it prints one line on standard error (a failed write is
-//! ignored, as for every diagnostic); from then on its messages for refused handles say so.
+//! objects were loaded since its last scan (the loader's count of loads, `dlpi_adds`, read with
+//! one step of `dl_iterate_phdr`), and on every [`copies_loaded`] query. The first time it sees
+//! another copy it prints one line on standard error (a failed write is ignored, as for every
+//! diagnostic); from then on its messages for stale handles say so.
 //!
 //! What it cannot see: a copy whose symbols are not in the global scope (a library loaded
 //! with `RTLD_LOCAL`, a static copy in an executable that does not export its symbols) is
@@ -31,8 +31,19 @@ static SEEN: AtomicUsize = AtomicUsize::new(1);
 /// The loader's count of loads at the last scan (`u64::MAX`: none yet).
 static SCANNED_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 
-/// How many copies of threadguard this copy can see loaded in the process, itself included
-/// (a lower bound; see the module doc). Reports a second copy on standard error, once.
+/// How many copies of threadguard this copy can see loaded in the process, itself included; the
+/// Rust side of `tg_copies_loaded`. More than 1 means the process is split: a handle registered
+/// through one copy is stale to another. The first time it sees another copy it says so once on
+/// standard error.
+///
+/// The count is a lower bound: a copy is found through the global symbol scope, so one in a
+/// library loaded with `RTLD_LOCAL`, or linked statically into an executable that does not
+/// export its symbols, is seen only by the copies it can see itself. Always 1 on targets other
+/// than Linux.
+///
+/// ```
+/// assert_eq!(threadguard::copies_loaded(), 1);
+/// ```
 pub fn copies_loaded() -> usize {
     let copies = scan::objects();
     SEEN.fetch_max(copies.len(), Ordering::Relaxed);
