@@ -48,6 +48,10 @@ tg_empty :=
 tg_space := $(tg_empty) $(tg_empty)
 TG_CMAKE_STATIC_LIBS := $(subst $(tg_space),;,$(strip $(patsubst -l%,%,$(filter-out -lpthread -ldl,$(TG_STATIC_LIBS)))))
 
+# The pkg-config file names directories under the prefix as ${prefix}/..., as cargo-c's do, so
+# that pkg-config --define-prefix can move them.
+tg_pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
 # Paths the CMake package computes from its own location, so an installed tree can be moved.
 tg_rel = $(shell realpath -m --relative-to=$(CMAKEDIR) $(1))
 
@@ -71,7 +75,8 @@ install: $(TG_LIB_DIR)/libthreadguard.so.$(TG_ABI)
 	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/$(TG_REALNAME)
 	ln -sfn $(TG_REALNAME) $(DESTDIR)$(LIBDIR)/$(TG_SONAME)
 	ln -sfn $(TG_SONAME) $(DESTDIR)$(LIBDIR)/libthreadguard.so
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(call tg_pc_dir,$(LIBDIR))|g' \
+	    -e 's|@INCLUDEDIR@|$(call tg_pc_dir,$(INCLUDEDIR))|g' \
 	    -e 's|@VERSION@|$(TG_VERSION)|g' -e 's|@STATIC_LIBS@|$(TG_STATIC_LIBS)|g' \
 	    install/threadguard.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/threadguard.pc
 	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/threadguard.pc
