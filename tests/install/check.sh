@@ -18,7 +18,8 @@
 #     with dlopen): the split is detected and reported once
 #  6. Two copies detected: a C program linking libthreadguard.a loads libthreadguard.so
 #
-# Needs cc, pkg-config, cmake, go and cargo. Environment: MAKE, CARGO, GO, CC.
+# Needs cc, pkg-config, cmake, go and cargo. Environment: MAKE, CARGO, GO, CC; KEEP_WORK=1 keeps
+# the scratch directory (its path is in the messages) for a look after a failure.
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
