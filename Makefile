@@ -4,8 +4,11 @@
 #   make test     run every test: Rust (unit, integration, doc, large release tests, loom, and
 #                 Miri on the unit and doc tests when a nightly toolchain with Miri is
 #                 installed), clippy, rustfmt, header freshness, C/C++ consumer tests (static
-#                 and shared, valgrind, ASan/UBSan), Go tests with -race, and short fuzz runs
+#                 and shared, valgrind, ASan/UBSan), the installed library used from outside
+#                 the tree (install-check), Go tests with -race, and short fuzz runs
 #   make header   regenerate include/threadguard.h from src/ffi
+#   make install  install the header, libraries, pkg-config file and CMake package (PREFIX,
+#                 DESTDIR; install/install.mk); make uninstall removes them
 #   make bench    benchmarks, side by side with the alternatives
 
 CARGO      ?= cargo
@@ -14,25 +17,33 @@ TG_LIB_DIR ?= target/release
 TG_INCLUDE ?= include
 HEADER     := $(TG_INCLUDE)/threadguard.h
 STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
+# In-tree Go builds link this checkout's static library (go/link_static.go); without the tag
+# the Go module links the installed library through pkg-config (go/link.go).
+TG_GO_TAGS ?= threadguard_static
 
 .PHONY: all lib demo demo-c test test-rust test-loom miri lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
 
 all: lib
 
-# The release build is what C and Go link against.
+# The release build of the C library (capi/) is what C and Go link against. The soname link
+# lets programs linked with -L$(TG_LIB_DIR) -lthreadguard (they record libthreadguard.so.<ABI>)
+# start with $(TG_LIB_DIR) as their rpath.
 lib:
-	$(CARGO) build --release --locked --lib
+	$(CARGO) build --release --locked -p threadguard-capi
+	ln -sfn libthreadguard.so $(TG_LIB_DIR)/libthreadguard.so.$(TG_ABI)
 
 $(STATIC_LIB): lib
 
 include tests/c/c-tests.mk
+include install/install.mk
+include tests/install/install-check.mk
 include nim/nim.mk
 include bench/bench.mk
 
 # The demo is a Go program driving a thread-affine C library through the Go wrapper;
 # `make demo-c` runs the C walkthrough of the same story.
 demo: lib
-	cd go && $(GO) run ./cmd/demo
+	cd go && $(GO) run -tags $(TG_GO_TAGS) ./cmd/demo
 
 demo-c: lib c-demo
 
@@ -50,18 +61,20 @@ header-check:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked -p threadguard-capi -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps -p threadguard
 
 unsafe-inventory:
 	python3 scripts/unsafe_inventory.py --self-test
 	python3 scripts/unsafe_inventory.py
 
 test-go: lib
-	cd go && $(GO) vet ./...
+	cd go && $(GO) vet -tags $(TG_GO_TAGS) ./...
 	@unformatted="$$(cd go && gofmt -l .)"; if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
-	cd go && $(GO) test -race -count=1 ./...
+	cd go && $(GO) test -race -count=1 -tags $(TG_GO_TAGS) ./...
 
 go-fuzz-smoke: lib
-	cd go && $(GO) test -run '^$$' -fuzz=FuzzHandle -fuzztime=$(FUZZ_SECONDS)s .
+	cd go && $(GO) test -tags $(TG_GO_TAGS) -run '^$$' -fuzz=FuzzHandle -fuzztime=$(FUZZ_SECONDS)s .
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := misuse ffi_raw runner_raw
@@ -105,7 +118,7 @@ miri:
 	    MIRIFLAGS="$(MIRIFLAGS)" $(CARGO) +nightly miri test --locked --doc; \
 	fi
 
-test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan nim-tests nim-go-tests test-go go-fuzz-smoke fuzz-smoke
+test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan install-check nim-tests nim-go-tests test-go go-fuzz-smoke fuzz-smoke
 	@echo "make test: all suites passed"
 
 clean:

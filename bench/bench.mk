@@ -47,6 +47,7 @@ TG_BENCH_C_RUNS ?= 3
 TG_BENCH_GO_COUNT ?= 5
 TG_BENCH_GO_FLAGS ?=
 TG_BENCH_GOBIN ?= build/gobin
+TG_GO_TAGS ?= threadguard_static
 
 # The Makefile that included this fragment, for the sub-makes of `bench`.
 TG_BENCH_MAKEFILE := $(firstword $(MAKEFILE_LIST))
@@ -123,12 +124,13 @@ bench-callgrind: bench-tool $(TG_BENCH_C)
 	    echo "callgrind: c $$name done"; \
 	done
 
-# go/ links target/release/libthreadguard.a (its cgo flags name it), whatever TG_LIB_DIR says.
+# go/ links target/release/libthreadguard.a (-tags $(TG_GO_TAGS): go/link_static.go names it),
+# whatever TG_LIB_DIR says.
 # A failure here is reported (and the Go rows show as "not run") without stopping the rest.
 bench-go:
 	@mkdir -p $(TG_BENCH_DIR)
 	@if ! command -v $(GO) >/dev/null; then echo "bench-go: no Go toolchain; Go rows not run"; exit 0; fi; \
-	if (cd go && $(GO) test -c -o $(abspath $(TG_BENCH_DIR))/go.test . && \
+	if (cd go && $(GO) test -tags $(TG_GO_TAGS) -c -o $(abspath $(TG_BENCH_DIR))/go.test . && \
 	    for round in $$(seq $(TG_BENCH_GO_COUNT)); do \
 	        $(abspath $(TG_BENCH_DIR))/go.test -test.run '^$$' -test.bench . -test.count 1 $(TG_BENCH_GO_FLAGS) || exit 1; \
 	    done) > $(TG_BENCH_DIR)/go.log 2>&1; then \

@@ -96,5 +96,43 @@
 // checked call on the calling goroutine's current thread without routing;
 // they serve handles that C code hands out.
 //
-// The library is linked statically: a Go binary needs nothing at run time.
+// # Building
+//
+// The package links the threadguard C library the way cgo bindings of
+// installed libraries do (git2go's convention): by default through
+// pkg-config, against the library that `make install` puts under a prefix
+// (header, libthreadguard.so, threadguard.pc):
+//
+//	make install                        # in the threadguard repository
+//	go build                            # #cgo pkg-config: threadguard
+//
+// For a prefix pkg-config does not search, set
+// PKG_CONFIG_PATH=<prefix>/lib/pkgconfig, and LD_LIBRARY_PATH (or an rpath)
+// to run. Without the library, cgo stops with pkg-config's error that
+// package threadguard was not found (naming threadguard.pc). Go caches the
+// flags pkg-config gave: after installing to another prefix, run
+// go clean -cache.
+//
+// Two build tags change what is linked:
+//
+//   - threadguard_static: the static library of the threadguard checkout this
+//     module sits in (../target/release/libthreadguard.a, from `make lib`),
+//     so the binary needs nothing at run time and nothing need be installed.
+//     make test, make demo and make bench build this way. Without the
+//     library, the build stops with a message saying to run make lib.
+//   - threadguard_external: no link flags at all; see below.
+//
+// # One threadguard per process
+//
+// Every copy of the library has its own tables: a handle registered through
+// one copy is ErrStale to another. A Rust library built with threadguard's
+// export_thread_affine! carries a copy and exports every tg_* function. A
+// program that uses such a library and this package builds with
+// -tags threadguard_external and links that library (for instance
+// `#cgo LDFLAGS: -lcounters` in its own package, and the header
+// threadguard.h on the include path, e.g. CGO_CFLAGS=-I<prefix>/include):
+// this package then calls the library's threadguard, and handles pass
+// freely between the library's functions and Handle's methods. A process
+// that holds two copies anyway is reported once on standard error, and
+// CopiesLoaded counts them.
 package threadguard

@@ -7,7 +7,10 @@
  * slot, type tag, re-entrancy. Misuse returns a TG_ERR_* code, sets this thread's last-error
  * message (tg_last_error) and changes nothing else. No entry point unwinds into the caller.
  *
- * Example (complete; link with -lthreadguard -lpthread -ldl -lm):
+ * Example (complete). With threadguard installed (make install), build it with
+ * cc example.c $(pkg-config --cflags --libs threadguard), or statically with
+ * cc -static example.c $(pkg-config --static --cflags --libs threadguard); from CMake,
+ * find_package(threadguard) gives threadguard::threadguard and threadguard::threadguard_static.
  *
  *     #include <stdio.h>
  *     #include "threadguard.h"
@@ -442,6 +445,28 @@ tg_status tg_owner_of(struct tg_handle handle, uint64_t *out_thread_id);
  * Returns 0 only while the thread's thread-local destructors run (after its cleanup).
  */
 uint64_t tg_current_thread_id(void);
+
+/**
+ * Writes to `*out_count` how many copies of threadguard this one can see loaded in the
+ * process, itself included. More than 1 means the process is split: handles, last-error
+ * messages and stats of one copy are invisible to the others (a handle registered through one
+ * is TG_ERR_STALE to another). A copy also looks at a thread's first call, and when it refuses
+ * a handle as TG_ERR_STALE, if a library was loaded since it last looked; the first time it
+ * sees another copy it says so once on standard error, and from then on the messages of stale
+ * handles say so too.
+ *
+ * A copy finds the others through the process's global symbol scope (`tg_copies_loaded` as
+ * seen by `dlsym` with RTLD_DEFAULT and RTLD_NEXT), so the count is a lower bound: a copy in
+ * a library loaded with RTLD_LOCAL, or linked statically into an executable that does not
+ * export its symbols, is seen only by copies it can see itself. Always 1 on targets other
+ * than Linux.
+ *
+ * Returns TG_OK, or TG_ERR_NULL_POINTER if `out_count` is NULL.
+ *
+ * # Safety
+ * `out_count` must be NULL or valid for writing one `uint32_t`.
+ */
+tg_status tg_copies_loaded(uint32_t *out_count);
 
 /**
  * Starts a runner: a new thread named `name` that runs work posted from any thread and owns

@@ -27,7 +27,7 @@
 //! ```
 //!
 //! ## Layout
-//! - [`identity`](crate::identity): thread IDs (never reused) and the liveness registry.
+//! - `identity`: thread IDs (never reused) and the liveness registry.
 //! - `table`: the per-thread object table, with slot retirement (I2).
 //! - `keymix`: the keyed permutation that keeps forged keys from naming neighbours (I2).
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod copies;
 pub mod diagnostics;
 mod error;
 mod guard;
@@ -61,6 +62,7 @@ pub use api::{
     current_thread_id, destroy, destroy_as, destroy_later, last_error, owner_of, register, run_pending,
     set_thread_name, thread_cleanup, with,
 };
+pub use copies::copies_loaded;
 pub use diagnostics::{ABI_VERSION, Stats, VERSION, ViolationPolicy, set_violation_policy, stats, violation_policy};
 pub use error::{Error, Status};
 pub use handle::Handle;

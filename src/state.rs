@@ -115,6 +115,7 @@ fn init() -> Result<*const ThreadState, Error> {
     let state: *const ThreadState = Box::into_raw(state);
     CURRENT.with(|current| current.set(state));
     late_exit::arm(key, state);
+    crate::copies::rescan_if_loaded();
     Ok(state)
 }
 

@@ -355,6 +355,11 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
     // SAFETY: a NULL name is a documented argument.
     row[8] = Cell_::Code(unsafe { tg_set_thread_name(ptr::null::<c_char>()) });
     rows.push(("tg_set_thread_name", row));
+
+    let mut row = vec![na; 12];
+    // SAFETY: a NULL out pointer is a documented argument.
+    row[8] = Cell_::Code(unsafe { tg_copies_loaded(ptr::null_mut()) });
+    rows.push(("tg_copies_loaded", row));
     assert_eq!(tg_destroy(live), TG_OK);
     rows
 }

@@ -23,9 +23,14 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
 #[cold]
 #[inline(never)]
 fn failed(error: Error) -> tg_status {
+    // A handle of another copy of the library is stale here (its key is in no table of ours).
+    let note = if error.status() == Status::Stale { crate::copies::note_for_refused_handle() } else { None };
     // Create the state if this thread has none yet: the message must not be lost.
     let _ = with_state(|state| {
-        state.set_last_error(error.message());
+        match note {
+            Some(note) => state.set_last_error(&format!("{}{note}", error.message())),
+            None => state.set_last_error(error.message()),
+        }
         Ok(())
     });
     error.status().code()

@@ -1,7 +1,7 @@
 //! The C ABI: every `extern "C"` function of the crate, and nothing else.
 //!
 //! Each entry point is a thin shell: it runs the checked operation inside
-//! [`boundary::guarded`], which catches every panic (I3), stores the error's message as the
+//! `boundary::guarded`, which catches every panic (I3), stores the error's message as the
 //! thread's last error, and returns the status code. The functions are documented for C
 //! callers; cbindgen copies these docs into `include/threadguard.h`. An `unsafe` entry point
 //! states its pointer contract in that text ("Caller's contract: ..."); its Rust `# Safety`
@@ -14,10 +14,12 @@ mod boundary;
 pub mod export;
 mod info;
 mod objects;
+mod process;
 mod runner;
 
 pub use info::*;
 pub use objects::*;
+pub use process::*;
 pub use runner::*;
 
 use crate::error::Status;

@@ -12,8 +12,10 @@
 // no checks: that is the point.
 package affine
 
+// The tg_* functions it calls come from the threadguard package, which every
+// program using this one links.
+
 // #cgo CFLAGS: -I${SRCDIR}/../../../include
-// #cgo LDFLAGS: ${SRCDIR}/../../../target/release/libthreadguard.a -lpthread -ldl -lm
 // #include "affine.h"
 import "C"
 
