@@ -24,6 +24,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 use threadguard::ffi::{
     TG_ERR_NULL_HANDLE, TG_ERR_OWNER_EXITED, TG_ERR_PANIC, TG_ERR_STALE, TG_ERR_WRONG_THREAD, TG_ERR_WRONG_TYPE, TG_OK,
     tg_status,
@@ -31,7 +32,7 @@ use threadguard::ffi::{
 use threadguard::{Handle, Stats};
 
 /// Worker threads per program.
-pub const SLOTS: usize = 3;
+pub const SLOTS: usize = 2;
 /// The driver's participant number.
 const DRIVER: usize = SLOTS;
 /// Owner IDs from here up are never issued (a process does not start 2^40 threads).
@@ -180,33 +181,85 @@ fn names(mask: u32) -> String {
 /// Programs run one at a time: threadguard's counters are process-wide.
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
-/// Runs `data` as a program of `spec`; the first difference is the failure.
-pub(crate) fn check(spec: &Arc<Spec>, data: &[u8]) -> Result<Summary, Failure> {
+/// The most a worker spins for the baton before it parks (the budget adapts below it).
+const WORKER_PATIENCE: Duration = Duration::from_micros(100);
+/// The most the driver spins: it is needed only for thread exits and at the end.
+const DRIVER_PATIENCE: Duration = Duration::from_micros(5);
+
+/// The worker threads of a kit, kept from one program to the next (a program ends with a
+/// cleanup on each, which must destroy everything; its exits start new threads).
+pub(crate) struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<Option<JoinHandle<()>>>,
+}
+
+impl Pool {
+    fn start(spec: &Arc<Spec>) -> Pool {
+        let stats = threadguard::stats();
+        let model = Model {
+            objects: Vec::new(),
+            by_handle: HashMap::new(),
+            witnesses: HashMap::new(),
+            threads: HashMap::new(),
+            slots: [0; SLOTS],
+            stats,
+            transcript: Vec::new(),
+            summary: Summary::default(),
+        };
+        let shared = Arc::new(Shared {
+            spec: Arc::clone(spec),
+            baton: Baton::new(SLOTS + 1, DRIVER),
+            run: Mutex::new(Run { steps: Vec::new(), pos: 0, model, failure: None }),
+            quit: std::array::from_fn(|_| AtomicBool::new(false)),
+            ids: std::array::from_fn(|_| AtomicU64::new(0)),
+        });
+        shared.baton.join(DRIVER);
+        let workers = (0..SLOTS).map(|slot| Some(start(&shared, slot))).collect();
+        for slot in 0..SLOTS {
+            started(&shared, slot);
+        }
+        Pool { shared, workers }
+    }
+
+    /// Ends every worker (their threads exit) without checking anything, when no program runs.
+    pub(crate) fn stop(self) {
+        let _exclusive = lock(&EXCLUSIVE);
+        self.stop_locked();
+    }
+
+    fn stop_locked(mut self) {
+        lock(&self.shared.run).failure.get_or_insert_with(|| "stopping".to_owned());
+        for slot in 0..SLOTS {
+            end(&self.shared, &mut self.workers, slot, false);
+        }
+    }
+}
+
+/// Runs `data` as a program of `spec` on the workers of `pool` (started if `None`; stopped
+/// and set to `None` after a failure); the first difference is the failure.
+pub(crate) fn check(spec: &Arc<Spec>, pool: &mut Option<Pool>, data: &[u8]) -> Result<Summary, Failure> {
     let _exclusive = lock(&EXCLUSIVE);
-    let steps = crate::program::decode(spec, SLOTS, data);
+    let mut steps = crate::program::decode(spec, SLOTS, data);
+    let program_steps = steps.len();
+    // The program ends with a cleanup on each worker: everything must be destroyed.
+    steps.extend((0..SLOTS).map(|slot| Step { slot, action: Action::Cleanup }));
+    let current = pool.get_or_insert_with(|| Pool::start(spec));
+    let shared = Arc::clone(&current.shared);
     witness::begin_program();
     let base = threadguard::stats();
-    let model = Model {
-        objects: Vec::new(),
-        by_handle: HashMap::new(),
-        witnesses: HashMap::new(),
-        threads: HashMap::new(),
-        slots: [0; SLOTS],
-        stats: base,
-        transcript: Vec::with_capacity(steps.len()),
-        summary: Summary::default(),
-    };
-    let shared = Arc::new(Shared {
-        spec: Arc::clone(spec),
-        baton: Baton::new(SLOTS + 1, DRIVER),
-        run: Mutex::new(Run { steps, pos: 0, model, failure: None }),
-        quit: std::array::from_fn(|_| AtomicBool::new(false)),
-        ids: std::array::from_fn(|_| AtomicU64::new(0)),
-    });
-    shared.baton.join(DRIVER);
-    let mut workers: Vec<Option<JoinHandle<()>>> = (0..SLOTS).map(|slot| Some(start(&shared, slot))).collect();
-    for slot in 0..SLOTS {
-        started(&shared, slot);
+    {
+        let mut run = lock(&shared.run);
+        let model = &mut run.model;
+        model.objects.clear();
+        model.by_handle.clear();
+        model.witnesses.clear();
+        model.threads.retain(|_, alive| *alive);
+        model.stats = base;
+        model.transcript.clear();
+        model.summary = Summary::default();
+        run.steps = steps;
+        run.pos = 0;
+        run.failure = None;
     }
 
     loop {
@@ -226,32 +279,35 @@ pub(crate) fn check(spec: &Arc<Spec>, data: &[u8]) -> Result<Summary, Failure> {
         match next {
             Some(step) => {
                 shared.baton.pass(step.slot);
-                shared.baton.wait(DRIVER);
+                shared.baton.wait(DRIVER, DRIVER_PATIENCE);
             }
             None => {
                 let slot = {
                     let run = lock(&shared.run);
                     run.steps[run.pos - 1].slot
                 };
-                end(&shared, &mut workers, slot, true);
+                end(&shared, &mut current.workers, slot, true);
             }
         }
     }
-    for slot in 0..SLOTS {
-        end(&shared, &mut workers, slot, false);
-    }
     let mut run = lock(&shared.run);
     if run.failure.is_none() {
-        let steps = run.pos;
         if let Err(what) = run.model.finish(base, threadguard::stats()) {
             run.failure = Some(what);
         }
-        run.model.summary.steps = steps;
+        run.model.summary.steps = program_steps;
     }
     witness::end_program();
     match run.failure.take() {
         None => Ok(std::mem::take(&mut run.model.summary)),
-        Some(what) => Err(Failure { message: run.model.report(&shared.spec, &what) }),
+        Some(what) => {
+            let failure = Failure { message: run.model.report(&shared.spec, &what) };
+            drop(run);
+            if let Some(pool) = pool.take() {
+                pool.stop_locked();
+            }
+            Err(failure)
+        }
     }
 }
 
@@ -285,7 +341,7 @@ fn worker(shared: &Shared, slot: usize) {
     shared.baton.join(slot);
     shared.ids[slot].store(id, Ordering::SeqCst);
     loop {
-        shared.baton.wait(slot);
+        shared.baton.wait(slot, WORKER_PATIENCE);
         if shared.quit[slot].load(Ordering::SeqCst) {
             // Returning ends the thread: threadguard's exit sweep runs in its thread-local
             // destructors, before the driver's join returns.

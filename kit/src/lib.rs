@@ -77,7 +77,7 @@ pub use witness::Witness;
 
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use threadguard::ffi::{TG_OK, tg_status};
 
 /// The `tg_status` of a Rust API call (`TG_OK` or the error's code).
@@ -88,22 +88,27 @@ pub fn status<T>(result: &Result<T, threadguard::Error>) -> tg_status {
     }
 }
 
-/// A spec, ready to run programs.
-#[derive(Clone)]
+/// A spec, ready to run programs, with its worker threads.
+///
+/// The [`SLOTS`] worker threads are started by the first program and kept for the next ones:
+/// each program ends with a `thread_cleanup` on every worker, which must destroy everything
+/// the program made (its thread exits start new workers). Dropping the kit ends them.
 pub struct Kit {
     spec: Arc<Spec>,
+    pool: Mutex<Option<engine::Pool>>,
 }
 
 impl Kit {
     /// A kit for the operations in `spec`.
     pub fn new(spec: Spec) -> Kit {
-        Kit { spec: Arc::new(spec) }
+        Kit { spec: Arc::new(spec), pool: Mutex::new(None) }
     }
 
     /// Runs `program` (any bytes) and returns what it did, or the first difference from what
     /// threadguard promises.
     pub fn check(&self, program: &[u8]) -> Result<Summary, Failure> {
-        engine::check(&self.spec, program)
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        engine::check(&self.spec, &mut pool, program)
     }
 
     /// Runs `program` and panics with the report if it fails (for fuzz targets and tests).
@@ -148,6 +153,15 @@ impl Kit {
     /// Runs seeded random programs `seeds` until one fails; returns its seed and failure.
     pub fn find(&self, seeds: Range<u64>) -> Option<(u64, Failure)> {
         seeds.into_iter().find_map(|seed| self.check(&random_program(seed)).err().map(|failure| (seed, failure)))
+    }
+}
+
+impl Drop for Kit {
+    fn drop(&mut self) {
+        let pool = self.pool.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(pool) = pool {
+            pool.stop();
+        }
     }
 }
 
