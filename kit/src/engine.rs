@@ -14,6 +14,7 @@
 //! witnesses' events (created, touched, dropped, and on which thread) with what the status
 //! allows.
 
+use crate::affinity;
 use crate::baton::Baton;
 use crate::program::{Action, ForgedOwner, KindSel, Life, MAX_STEPS, Step, Target, Who};
 use crate::spec::{HANDLE_STATUSES, Kind, OpFn, Spec, mask};
@@ -152,6 +153,9 @@ struct Shared {
     run: Mutex<Run>,
     quit: [AtomicBool; SLOTS],
     ids: [AtomicU64; SLOTS],
+    /// The longest a worker and the driver spin before parking: zero when every participant
+    /// is on one CPU, where a spinning waiter would only keep the holder from running.
+    patience: [Duration; 2],
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -181,7 +185,8 @@ fn names(mask: u32) -> String {
 /// Programs run one at a time: threadguard's counters are process-wide.
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
-/// The most a worker spins for the baton before it parks (the budget adapts below it).
+/// The most a worker spins for the baton before it parks, when the participants are not all
+/// on one CPU (the budget adapts below it).
 const WORKER_PATIENCE: Duration = Duration::from_micros(100);
 /// The most the driver spins: it is needed only for thread exits and at the end.
 const DRIVER_PATIENCE: Duration = Duration::from_micros(5);
@@ -191,10 +196,13 @@ const DRIVER_PATIENCE: Duration = Duration::from_micros(5);
 pub(crate) struct Pool {
     shared: Arc<Shared>,
     workers: Vec<Option<JoinHandle<()>>>,
+    /// The CPU the pool's threads are pinned to (`None`: not pinned).
+    cpu: Option<usize>,
 }
 
 impl Pool {
-    fn start(spec: &Arc<Spec>) -> Pool {
+    /// Starts the workers (on the driver's pinned CPU, if it is pinned).
+    fn start(spec: &Arc<Spec>, cpu: Option<usize>) -> Pool {
         let stats = threadguard::stats();
         let model = Model {
             objects: Vec::new(),
@@ -212,13 +220,14 @@ impl Pool {
             run: Mutex::new(Run { steps: Vec::new(), pos: 0, model, failure: None }),
             quit: std::array::from_fn(|_| AtomicBool::new(false)),
             ids: std::array::from_fn(|_| AtomicU64::new(0)),
+            patience: if cpu.is_some() { [Duration::ZERO; 2] } else { [WORKER_PATIENCE, DRIVER_PATIENCE] },
         });
         shared.baton.join(DRIVER);
         let workers = (0..SLOTS).map(|slot| Some(start(&shared, slot))).collect();
         for slot in 0..SLOTS {
             started(&shared, slot);
         }
-        Pool { shared, workers }
+        Pool { shared, workers, cpu }
     }
 
     /// Ends every worker (their threads exit) without checking anything, when no program runs.
@@ -243,7 +252,24 @@ pub(crate) fn check(spec: &Arc<Spec>, pool: &mut Option<Pool>, data: &[u8]) -> R
     let program_steps = steps.len();
     // The program ends with a cleanup on each worker: everything must be destroyed.
     steps.extend((0..SLOTS).map(|slot| Step { slot, action: Action::Cleanup }));
-    let current = pool.get_or_insert_with(|| Pool::start(spec));
+    // One CPU for the driver and the workers: chosen when the workers start, kept after.
+    let cpu = pool.as_ref().map_or_else(affinity::current_cpu, |pool| pool.cpu);
+    let pinned = cpu.filter(|&cpu| affinity::pin(cpu));
+    if pool.as_ref().is_some_and(|pool| pool.cpu != pinned) {
+        // Pinned before and not now (or the reverse): start workers that match.
+        pool.take().expect("checked").stop_locked();
+    }
+    run(spec, pool, pinned, steps, program_steps)
+}
+
+fn run(
+    spec: &Arc<Spec>,
+    pool: &mut Option<Pool>,
+    cpu: Option<usize>,
+    steps: Vec<Step>,
+    program_steps: usize,
+) -> Result<Summary, Failure> {
+    let current = pool.get_or_insert_with(|| Pool::start(spec, cpu));
     let shared = Arc::clone(&current.shared);
     witness::begin_program();
     let base = threadguard::stats();
@@ -279,7 +305,7 @@ pub(crate) fn check(spec: &Arc<Spec>, pool: &mut Option<Pool>, data: &[u8]) -> R
         match next {
             Some(step) => {
                 shared.baton.pass(step.slot);
-                shared.baton.wait(DRIVER, DRIVER_PATIENCE);
+                shared.baton.wait(DRIVER, shared.patience[1]);
             }
             None => {
                 let slot = {
@@ -341,7 +367,7 @@ fn worker(shared: &Shared, slot: usize) {
     shared.baton.join(slot);
     shared.ids[slot].store(id, Ordering::SeqCst);
     loop {
-        shared.baton.wait(slot, WORKER_PATIENCE);
+        shared.baton.wait(slot, shared.patience[0]);
         if shared.quit[slot].load(Ordering::SeqCst) {
             // Returning ends the thread: threadguard's exit sweep runs in its thread-local
             // destructors, before the driver's join returns.

@@ -64,6 +64,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod affinity;
 mod baton;
 mod engine;
 mod program;
