@@ -11,6 +11,7 @@ type Kind int
 // id (the id its constructor returned): how many times its destructor ran,
 // and the library's ID of the thread the last run was on. The kit checks
 // that it is 0 while the object lives, and 1, on the owner, once it is gone.
+// A negative runs means the library does not know (the check is skipped).
 type Witness func(id uint64) (runs int, ranOn uint64)
 
 type kindSpec struct {

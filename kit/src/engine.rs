@@ -706,7 +706,9 @@ impl Model {
         }
         for &obj in &deaths {
             let o = self.objects[obj];
-            let legit = (o.pending && drains)
+            // Any successful call on the owner may run its queued requests (a library's
+            // operation may borrow before it does what it was asked).
+            let legit = (o.pending && ok)
                 || action == Action::Cleanup
                 || (action == Action::RunPending && o.pending)
                 || (destroys && expect.target == Some(obj));
