@@ -18,8 +18,10 @@
 //! A [`Witness`] in your type lets the kit see the object itself (where it is created, touched
 //! and dropped); without one it sees it through threadguard's handles and counters.
 //!
-//! Programs run one step at a time in program order, handed from thread to thread by spinning
-//! hand-offs, so a program always runs the same way and thousands run per second.
+//! Programs run one step at a time in program order, so a program always runs the same way.
+//! The threads of a program pass the turn to each other directly and share one CPU (where a
+//! hand-off is a switch between two threads, not a cross-CPU wake-up), so thousands of
+//! programs run per second.
 //!
 //! ```
 //! use std::{cell::RefCell, rc::Rc};
@@ -94,6 +96,9 @@ pub fn status<T>(result: &Result<T, threadguard::Error>) -> tg_status {
 /// The [`SLOTS`] worker threads are started by the first program and kept for the next ones:
 /// each program ends with a `thread_cleanup` on every worker, which must destroy everything
 /// the program made (its thread exits start new workers). Dropping the kit ends them.
+///
+/// On Linux the workers are pinned to the CPU the first program started on, and so is every
+/// thread that runs programs (from its first program on): only one of them runs at a time.
 pub struct Kit {
     spec: Arc<Spec>,
     pool: Mutex<Option<engine::Pool>>,
