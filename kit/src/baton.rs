@@ -74,7 +74,7 @@ impl Baton {
         let budget = self.patience[me].load(Ordering::Relaxed);
         let patience = Duration::from_nanos(budget).min(cap);
         let start = Instant::now();
-        loop {
+        while !patience.is_zero() {
             for _ in 0..SPINS_PER_CHECK {
                 if self.turn.load(Ordering::Acquire) == me {
                     let took = start.elapsed().as_nanos() as u64;
@@ -85,10 +85,10 @@ impl Baton {
                 std::hint::spin_loop();
             }
             if start.elapsed() >= patience {
+                self.patience[me].store((budget / 2).max(MIN_PATIENCE), Ordering::Relaxed);
                 break;
             }
         }
-        self.patience[me].store((budget / 2).max(MIN_PATIENCE), Ordering::Relaxed);
         self.sleeping[me].store(true, Ordering::SeqCst);
         while self.turn.load(Ordering::SeqCst) != me {
             // An unpark that came first makes this return at once: no wake-up is lost.

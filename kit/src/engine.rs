@@ -22,7 +22,7 @@ use crate::witness::{self, Event};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -156,6 +156,8 @@ struct Shared {
     /// The longest a worker and the driver spin before parking: zero when every participant
     /// is on one CPU, where a spinning waiter would only keep the holder from running.
     patience: [Duration; 2],
+    /// The CPU the workers are to be pinned to (`usize::MAX`: none).
+    cpu: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -221,6 +223,7 @@ impl Pool {
             quit: std::array::from_fn(|_| AtomicBool::new(false)),
             ids: std::array::from_fn(|_| AtomicU64::new(0)),
             patience: if cpu.is_some() { [Duration::ZERO; 2] } else { [WORKER_PATIENCE, DRIVER_PATIENCE] },
+            cpu: AtomicUsize::new(cpu.unwrap_or(usize::MAX)),
         });
         shared.baton.join(DRIVER);
         let workers = (0..SLOTS).map(|slot| Some(start(&shared, slot))).collect();
@@ -252,12 +255,18 @@ pub(crate) fn check(spec: &Arc<Spec>, pool: &mut Option<Pool>, data: &[u8]) -> R
     let program_steps = steps.len();
     // The program ends with a cleanup on each worker: everything must be destroyed.
     steps.extend((0..SLOTS).map(|slot| Step { slot, action: Action::Cleanup }));
-    // One CPU for the driver and the workers: chosen when the workers start, kept after.
-    let cpu = pool.as_ref().map_or_else(affinity::current_cpu, |pool| pool.cpu);
-    let pinned = cpu.filter(|&cpu| affinity::pin(cpu));
-    if pool.as_ref().is_some_and(|pool| pool.cpu != pinned) {
+    // One CPU for the driver and the workers (see `affinity`).
+    let pinned = affinity::choose();
+    if pool.as_ref().is_some_and(|pool| pool.cpu.is_some() != pinned.is_some()) {
         // Pinned before and not now (or the reverse): start workers that match.
         pool.take().expect("checked").stop_locked();
+    }
+    if let Some(pool) = pool.as_mut()
+        && pool.cpu != pinned
+    {
+        // The workers move when they next take the baton.
+        pool.cpu = pinned;
+        pool.shared.cpu.store(pinned.unwrap_or(usize::MAX), Ordering::SeqCst);
     }
     run(spec, pool, pinned, steps, program_steps)
 }
@@ -372,6 +381,10 @@ fn worker(shared: &Shared, slot: usize) {
             // Returning ends the thread: threadguard's exit sweep runs in its thread-local
             // destructors, before the driver's join returns.
             return;
+        }
+        let cpu = shared.cpu.load(Ordering::SeqCst);
+        if cpu != usize::MAX {
+            affinity::pin(cpu); // the driver has moved
         }
         let next = {
             let mut run = lock(&shared.run);

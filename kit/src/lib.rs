@@ -68,11 +68,13 @@
 
 mod affinity;
 mod baton;
+mod crew;
 mod engine;
 mod program;
 mod spec;
 mod witness;
 
+pub use crew::Crew;
 pub use engine::{Failure, SLOTS, Summary};
 pub use program::{MAX_STEPS, random_program};
 pub use spec::{HANDLE_STATUSES, Kind, OpBuilder, Spec};
@@ -97,8 +99,9 @@ pub fn status<T>(result: &Result<T, threadguard::Error>) -> tg_status {
 /// each program ends with a `thread_cleanup` on every worker, which must destroy everything
 /// the program made (its thread exits start new workers). Dropping the kit ends them.
 ///
-/// On Linux the workers are pinned to the CPU the first program started on, and so is every
-/// thread that runs programs (from its first program on): only one of them runs at a time.
+/// On Linux the thread that runs programs is pinned to one CPU (from its first program on)
+/// and the workers follow it: only one of them runs at a time. Every few hundred programs the
+/// scheduler chooses that CPU again, so a CPU that other work keeps busy is left.
 pub struct Kit {
     spec: Arc<Spec>,
     pool: Mutex<Option<engine::Pool>>,

@@ -6,7 +6,8 @@
 //! or forged; callbacks and destructors that call back in or panic), runs each step on its
 //! worker through the C ABI, the Rust API or functions written by `export_thread_affine!`,
 //! and replays it against the model in `oracle`. Workers run one step at a time, so a program
-//! always executes the same way. Any difference panics with the program and the trace.
+//! always executes the same way. Any difference panics with the program and the trace. The
+//! workers are a `threadguard_fuzzkit::Crew` (the misuse kit's hand-offs, on one CPU).
 //!
 //! Shared by the cargo test `tests/model_programs.rs` and the fuzz target `fuzz/fuzz_targets/misuse.rs`.
 
@@ -26,6 +27,7 @@ use oracle::Model;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
+use threadguard_fuzzkit::Crew;
 use worker::Worker;
 
 /// Worker threads per program.
@@ -59,8 +61,9 @@ pub fn quiet_intentional_panics() {
     });
 }
 
-/// The workers of one program.
+/// The workers of one program, and the crew that runs them.
 struct Harness {
+    crew: Crew,
     workers: Vec<Option<Worker>>,
 }
 
@@ -80,7 +83,7 @@ impl Drop for Harness {
         // wait: their exits must be over before the next program takes the lock (they change
         // the counters and the trace).
         for worker in self.workers.iter_mut().filter_map(Option::take) {
-            worker.end_quietly();
+            worker.end_quietly(&mut self.crew);
         }
     }
 }
@@ -92,9 +95,9 @@ pub fn run(input: &[u8]) -> Summary {
     worker::reset_program();
     let base = threadguard::stats();
     let mut model = Model::new(MAX_THREAD_ID.load(Ordering::Relaxed));
-    let mut harness = Harness { workers: Vec::new() };
+    let mut harness = Harness { crew: Crew::new(SLOTS), workers: Vec::new() };
     for slot in 0..SLOTS {
-        let worker = start_worker(&mut model, slot);
+        let worker = start_worker(&mut harness.crew, &mut model, slot);
         harness.workers.push(Some(worker));
     }
 
@@ -108,7 +111,7 @@ pub fn run(input: &[u8]) -> Summary {
                 let thread = harness.id(slot);
                 model.transcript.push(format!("#{steps} thread {thread}: {op:?}"));
                 worker::reset_step();
-                harness.workers[slot].as_ref().expect("a worker").run(op.clone());
+                harness.workers[slot].as_ref().expect("a worker").run(&harness.crew, op.clone());
                 model.replay_op(thread, &op, worker::take_trace());
             }
             Step::Exit { slot } => exit(&mut harness, &mut model, slot, true, steps),
@@ -126,8 +129,8 @@ pub fn run(input: &[u8]) -> Summary {
 }
 
 /// Starts a worker for `slot` and tells the model (and later programs) its thread ID.
-fn start_worker(model: &mut Model, slot: usize) -> Worker {
-    let worker = Worker::start(slot);
+fn start_worker(crew: &mut Crew, model: &mut Model, slot: usize) -> Worker {
+    let worker = Worker::start(crew, slot);
     MAX_THREAD_ID.fetch_max(worker.id, Ordering::Relaxed);
     model.thread_started(worker.id);
     worker
@@ -139,10 +142,10 @@ fn exit(harness: &mut Harness, model: &mut Model, slot: usize, replace: bool, st
     let thread = worker.id;
     model.transcript.push(format!("#{step} thread {thread}: exit"));
     worker::reset_step();
-    worker.exit();
+    worker.exit(&mut harness.crew);
     model.replay_exit(thread, worker::take_trace());
     if replace {
-        let worker = start_worker(model, slot);
+        let worker = start_worker(&mut harness.crew, model, slot);
         model.transcript.push(format!("   slot {slot} is now thread {}", worker.id));
         harness.workers[slot] = Some(worker);
     }
