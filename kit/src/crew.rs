@@ -13,7 +13,7 @@ use crate::affinity;
 use crate::baton::Baton;
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,6 +30,8 @@ struct Shared {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     quit: Vec<AtomicBool>,
     patience: Duration,
+    /// The CPU the workers are to be pinned to (`usize::MAX`: none).
+    cpu: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -53,6 +55,7 @@ pub struct Crew {
     shared: Arc<Shared>,
     workers: Vec<Option<JoinHandle<()>>>,
     driver: usize,
+    pinned: bool,
 }
 
 impl Crew {
@@ -60,16 +63,31 @@ impl Crew {
     /// Linux) to one CPU for the workers to share (kept from one crew to the next, and chosen
     /// again every few hundred crews).
     pub fn new(slots: usize) -> Crew {
-        let pinned = affinity::choose().is_some();
+        let cpu = affinity::choose();
+        let pinned = cpu.is_some();
         let shared = Arc::new(Shared {
             baton: Baton::new(slots + 1, slots),
             jobs: (0..slots).map(|_| Mutex::new(None)).collect(),
             panic: Mutex::new(None),
             quit: (0..slots).map(|_| AtomicBool::new(false)).collect(),
             patience: if pinned { Duration::ZERO } else { PATIENCE },
+            cpu: AtomicUsize::new(cpu.unwrap_or(usize::MAX)),
         });
         shared.baton.join(slots);
-        Crew { shared, workers: (0..slots).map(|_| None).collect(), driver: slots }
+        Crew { shared, workers: (0..slots).map(|_| None).collect(), driver: slots, pinned }
+    }
+
+    /// Makes the calling thread the crew's driver (a crew kept from one caller to the next)
+    /// and pins it to the crew's CPU, which is chosen again every few hundred calls (see
+    /// [`Crew::new`]); the workers follow at their next job.
+    pub fn drive(&mut self) {
+        self.shared.baton.join(self.driver);
+        let cpu = affinity::choose();
+        if cpu.is_some() != self.pinned {
+            // Pinning became possible or impossible: keep the workers where they are.
+            return;
+        }
+        self.shared.cpu.store(cpu.unwrap_or(usize::MAX), Ordering::SeqCst);
     }
 
     /// Starts a worker thread named `name` in the empty slot `slot`.
@@ -134,6 +152,10 @@ fn work(shared: &Shared, slot: usize) {
         shared.baton.wait(slot, shared.patience);
         if shared.quit[slot].load(Ordering::SeqCst) {
             return;
+        }
+        let cpu = shared.cpu.load(Ordering::SeqCst);
+        if cpu != usize::MAX {
+            affinity::pin(cpu); // the driver has moved
         }
         let job = lock(&shared.jobs[slot]).take();
         if let Some(job) = job
