@@ -10,7 +10,7 @@
 use crate::spec::{OpFn, Spec};
 
 /// Top-level steps per program at most (the rest of the input is ignored).
-pub const MAX_STEPS: usize = 128;
+pub const MAX_STEPS: usize = 64;
 
 /// Which objects a handle is picked from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
