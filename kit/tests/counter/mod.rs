@@ -2,7 +2,7 @@
 //! and a copy with a planted bug: a "fast" getter that reads the value through a side table,
 //! without threadguard's checks.
 //!
-//! Shared by the test `tests/counter.rs` and the fuzz target `fuzz/fuzz_targets/kit_counter.rs`.
+//! Shared by the test `tests/counter_programs.rs` and the fuzz target `fuzz/fuzz_targets/kit_counter.rs`.
 
 #![allow(dead_code)]
 
