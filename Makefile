@@ -78,6 +78,7 @@ go-fuzz-smoke: lib
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := misuse ffi_raw runner_raw
+include kit/kit.mk
 
 # cargo-fuzz targets (stable toolchain, no sanitizer; see fuzz/README.md).
 fuzz-smoke:
@@ -118,7 +119,7 @@ miri:
 	    MIRIFLAGS="$(MIRIFLAGS)" $(CARGO) +nightly miri test --locked --doc; \
 	fi
 
-test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan install-check nim-tests nim-go-tests test-go go-fuzz-smoke fuzz-smoke
+test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan install-check nim-tests nim-go-tests test-go go-fuzz-smoke fuzzkit-tests fuzz-smoke
 	@echo "make test: all suites passed"
 
 clean:

@@ -415,6 +415,11 @@ proc tryDestroy*[T: ref](handle: TgHandle): TgStatus {.raises: [], gcsafe.} =
   result = tryCheckType[T](handle)
   if result == tgOk:
     result = tg_destroy(handle).toStatus
+    if result == tgErrStale:
+      # The check's borrow ran this thread's queued destroy requests as it ended (as every
+      # successful borrow does), and one of them (or a destructor it ran) destroyed this
+      # object: it was destroyed during this call, on its owner, once.
+      result = tgOk
 
 proc destroy*[T: ref](handle: TgHandle) {.raises: [ThreadGuardError], gcsafe.} =
   ## As `tryDestroy`, raising `ThreadGuardError` on refusal.
@@ -433,6 +438,12 @@ proc tryDestroyLater*[T: ref](handle: TgHandle): TgStatus {.raises: [], gcsafe.}
     result = tryCheckType[T](handle)
     if result != tgOk:
       return
+    result = tg_destroy_later(handle).toStatus
+    if result == tgErrStale:
+      # As in `tryDestroy`: the check's borrow ran the queued requests as it ended, and they
+      # destroyed this object; what was asked for is done.
+      result = tgOk
+    return
   result = tg_destroy_later(handle).toStatus
 
 proc destroyLater*[T: ref](handle: TgHandle) {.raises: [ThreadGuardError], gcsafe.} =

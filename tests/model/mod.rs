@@ -6,7 +6,9 @@
 //! or forged; callbacks and destructors that call back in or panic), runs each step on its
 //! worker through the C ABI, the Rust API or functions written by `export_thread_affine!`,
 //! and replays it against the model in `oracle`. Workers run one step at a time, so a program
-//! always executes the same way. Any difference panics with the program and the trace.
+//! always executes the same way. Any difference panics with the program and the trace. The
+//! workers are a `threadguard_fuzzkit::Crew` (the misuse kit's hand-offs, on one CPU), kept
+//! from one program to the next (see the end of [`run`]).
 //!
 //! Shared by the cargo test `tests/model_programs.rs` and the fuzz target `fuzz/fuzz_targets/misuse.rs`.
 
@@ -21,11 +23,12 @@ mod worker;
 pub use decode::random_program;
 pub use ops::INTENTIONAL_PANIC;
 
-use ops::Step;
+use ops::{Api, Op, Step};
 use oracle::Model;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
+use threadguard_fuzzkit::Crew;
 use worker::Worker;
 
 /// Worker threads per program.
@@ -59,8 +62,13 @@ pub fn quiet_intentional_panics() {
     });
 }
 
-/// The workers of one program.
+/// The workers, kept from one program to the next (see the end of [`run`]); each program's
+/// exit steps end threads, and new ones take their slots.
+static POOL: Mutex<Option<Harness>> = Mutex::new(None);
+
+/// The workers of a program, and the crew that runs them.
 struct Harness {
+    crew: Crew,
     workers: Vec<Option<Worker>>,
 }
 
@@ -80,7 +88,7 @@ impl Drop for Harness {
         // wait: their exits must be over before the next program takes the lock (they change
         // the counters and the trace).
         for worker in self.workers.iter_mut().filter_map(Option::take) {
-            worker.end_quietly();
+            worker.end_quietly(&mut self.crew);
         }
     }
 }
@@ -92,12 +100,28 @@ pub fn run(input: &[u8]) -> Summary {
     worker::reset_program();
     let base = threadguard::stats();
     let mut model = Model::new(MAX_THREAD_ID.load(Ordering::Relaxed));
-    let mut harness = Harness { workers: Vec::new() };
-    for slot in 0..SLOTS {
-        let worker = start_worker(&mut model, slot);
-        harness.workers.push(Some(worker));
-    }
+    // Taken out of the pool for the program and put back only if it passes: after a failure
+    // the harness is dropped (its workers end) while the panic unwinds.
+    let kept = POOL.lock().unwrap_or_else(|poison| poison.into_inner()).take();
+    let mut harness = match kept {
+        Some(mut harness) => {
+            harness.crew.drive();
+            for slot in 0..SLOTS {
+                model.thread_carried_over(harness.id(slot));
+            }
+            harness
+        }
+        None => {
+            let mut harness = Harness { crew: Crew::new(SLOTS), workers: Vec::new() };
+            for slot in 0..SLOTS {
+                let worker = start_worker(&mut harness.crew, &mut model, slot);
+                harness.workers.push(Some(worker));
+            }
+            harness
+        }
+    };
 
+    let exiting = input.len() % SLOTS;
     let mut input = decode::Input::new(input);
     let mut steps = 0;
     while !input.is_empty() && steps < MAX_STEPS {
@@ -108,26 +132,37 @@ pub fn run(input: &[u8]) -> Summary {
                 let thread = harness.id(slot);
                 model.transcript.push(format!("#{steps} thread {thread}: {op:?}"));
                 worker::reset_step();
-                harness.workers[slot].as_ref().expect("a worker").run(op.clone());
+                harness.workers[slot].as_ref().expect("a worker").run(&harness.crew, op.clone());
                 model.replay_op(thread, &op, worker::take_trace());
             }
             Step::Exit { slot } => exit(&mut harness, &mut model, slot, true, steps),
         }
         model.check_stats(&base, &threadguard::stats());
     }
-    for slot in 0..SLOTS {
-        exit(&mut harness, &mut model, slot, false, steps);
+    // The end: a cleanup on every worker, then a run_pending on every worker (for requests
+    // that destructors run by the cleanups queued), replayed like any op; then one worker,
+    // chosen by the input, exits and a new thread takes its slot.
+    for op in [Op::Cleanup { api: Api::C }, Op::RunPending { api: Api::C }] {
+        for slot in 0..SLOTS {
+            let thread = harness.id(slot);
+            model.transcript.push(format!("end: thread {thread}: {op:?}"));
+            worker::reset_step();
+            harness.workers[slot].as_ref().expect("a worker").run(&harness.crew, op.clone());
+            model.replay_op(thread, &op, worker::take_trace());
+        }
     }
+    exit(&mut harness, &mut model, exiting, true, steps);
     model.check_stats(&base, &threadguard::stats());
     if let Some((obj, _)) = model.objects.iter().find(|(_, object)| object.live) {
-        model.fail(format!("object {obj} is still live after every thread exited"));
+        model.fail(format!("object {obj} is still live after every worker's cleanup"));
     }
+    *POOL.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(harness);
     Summary { steps, statuses: model.seen.clone() }
 }
 
 /// Starts a worker for `slot` and tells the model (and later programs) its thread ID.
-fn start_worker(model: &mut Model, slot: usize) -> Worker {
-    let worker = Worker::start(slot);
+fn start_worker(crew: &mut Crew, model: &mut Model, slot: usize) -> Worker {
+    let worker = Worker::start(crew, slot);
     MAX_THREAD_ID.fetch_max(worker.id, Ordering::Relaxed);
     model.thread_started(worker.id);
     worker
@@ -139,10 +174,10 @@ fn exit(harness: &mut Harness, model: &mut Model, slot: usize, replace: bool, st
     let thread = worker.id;
     model.transcript.push(format!("#{step} thread {thread}: exit"));
     worker::reset_step();
-    worker.exit();
+    worker.exit(&mut harness.crew);
     model.replay_exit(thread, worker::take_trace());
     if replace {
-        let worker = start_worker(model, slot);
+        let worker = start_worker(&mut harness.crew, model, slot);
         model.transcript.push(format!("   slot {slot} is now thread {}", worker.id));
         harness.workers[slot] = Some(worker);
     }

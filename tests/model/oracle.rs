@@ -119,6 +119,15 @@ impl Model {
         self.threads.insert(id, ThreadModel { alive: true, ..ThreadModel::default() });
     }
 
+    /// A worker thread kept from an earlier program: alive, owning nothing, nothing queued
+    /// (that program ended with a cleanup and a run_pending on it, checked like any op).
+    pub fn thread_carried_over(&mut self, id: u64) {
+        if id == 0 || id > self.max_thread_id || self.threads.contains_key(&id) {
+            self.fail(format!("kept thread {id} is not one issued before ({})", self.max_thread_id));
+        }
+        self.threads.insert(id, ThreadModel { alive: true, ..ThreadModel::default() });
+    }
+
     /// Panics with the difference, the program so far and the step's trace.
     #[track_caller]
     pub fn fail(&self, what: String) -> ! {

@@ -1,7 +1,7 @@
 //! Executing ops against the real library on worker threads, and recording what happened.
 //!
-//! Each slot has one OS thread that waits for commands on a channel; the interpreter sends
-//! one step at a time and waits for it to finish, so execution is deterministic. Everything
+//! Each slot has one OS thread of a `threadguard_fuzzkit::Crew`; the interpreter hands it one
+//! step at a time and waits for it to finish, so execution is deterministic. Everything
 //! observable (registrations, callbacks, destructor runs with their thread, statuses with their
 //! messages) is appended to one trace, which the model replays.
 
@@ -13,11 +13,10 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use threadguard::ffi::{self, TG_OK};
 use threadguard::{Error, Handle};
+use threadguard_fuzzkit::Crew;
 
 /// The events of the current step.
 static TRACE: Mutex<Vec<Event>> = Mutex::new(Vec::new());
@@ -286,59 +285,38 @@ pub fn exec(op: &Op, site: Site) {
     record(Event::Status { site, code, message, value });
 }
 
-enum Command {
-    Run(Op),
-    Exit,
-}
-
-/// One worker thread, driven through channels.
+/// One worker thread: a slot of the program's [`Crew`], which runs one op at a time for the
+/// interpreter (handing the turn to the worker and back, on one CPU).
 pub struct Worker {
     /// Its threadguard thread ID.
     pub id: u64,
-    commands: Sender<Command>,
-    done: Receiver<()>,
-    thread: JoinHandle<()>,
+    slot: usize,
 }
 
 impl Worker {
-    /// Starts a worker for `slot` and waits until it has its threadguard ID.
-    pub fn start(slot: usize) -> Worker {
-        let (commands, inbox) = channel::<Command>();
-        let (done_tx, done) = channel::<()>();
-        let (id_tx, id_rx) = channel::<u64>();
-        let thread = std::thread::Builder::new()
-            .name(format!("model-worker-{slot}"))
-            .spawn(move || {
-                let id = ffi::tg_current_thread_id();
-                WORKER_ID.with(|cell| cell.set(id));
-                let _ = id_tx.send(id);
-                while let Ok(Command::Run(op)) = inbox.recv() {
-                    exec(&op, Site::Op);
-                    if done_tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            })
-            .expect("spawn a worker thread");
-        let id = id_rx.recv().expect("a new worker reports its thread ID");
-        Worker { id, commands, done, thread }
+    /// Starts a worker in `slot` of `crew` and learns its threadguard ID.
+    pub fn start(crew: &mut Crew, slot: usize) -> Worker {
+        crew.start(slot, &format!("model-worker-{slot}"));
+        let id = crew.run(slot, || {
+            let id = ffi::tg_current_thread_id();
+            WORKER_ID.with(|cell| cell.set(id));
+            id
+        });
+        Worker { id, slot }
     }
 
     /// Runs `op` on this worker and waits until it has returned.
-    pub fn run(&self, op: Op) {
-        self.commands.send(Command::Run(op)).expect("the worker is waiting for commands");
-        self.done.recv().expect("the worker died while running an op (see its panic above)");
+    pub fn run(&self, crew: &Crew, op: Op) {
+        crew.run(self.slot, move || exec(&op, Site::Op));
     }
 
     /// Ends the thread and waits until it is gone (its thread-local destructors have run).
-    pub fn exit(self) {
-        let _ = self.commands.send(Command::Exit);
-        self.thread.join().expect("the worker panicked");
+    pub fn exit(self, crew: &mut Crew) {
+        crew.end(self.slot).expect("the worker panicked");
     }
 
     /// Ends the thread and waits for it, whatever state it is in (after a failure).
-    pub fn end_quietly(self) {
-        let _ = self.commands.send(Command::Exit);
-        let _ = self.thread.join();
+    pub fn end_quietly(self, crew: &mut Crew) {
+        let _ = crew.end(self.slot);
     }
 }

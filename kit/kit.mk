@@ -1,0 +1,31 @@
+# Misuse fuzzing for libraries built on threadguard: the Rust kit (kit/, threadguard-fuzzkit) and
+# the Go kit (go/fuzzkit), with their worked examples, the README's Counter
+# (kit/tests/counter/, fuzz target kit_counter) and the Nim docstore
+# (nim/go/docstore/fuzzkit_test.go). Included from the top Makefile, after FUZZ_TARGETS.
+#
+#   fuzzkit-tests     the Rust kit's tests in release (seed corpus, seeded random programs, the
+#                     planted bug), then short go test -fuzz runs of the Go kit's two examples;
+#                     go/fuzzkit's and the docstore example's ordinary tests run in test-go and
+#                     nim-go-tests
+#   fuzzkit-go-fuzz   the Go fuzz targets for FUZZKIT_GO_SECONDS each (make fuzz: FUZZ_LONG_SECONDS)
+#
+# fuzz-smoke and fuzz run the cargo-fuzz target kit_counter with the project's own targets.
+
+FUZZKIT_GO_SECONDS ?= 10
+FUZZ_TARGETS += kit_counter
+
+.PHONY: fuzzkit-tests fuzzkit-go-fuzz
+
+fuzzkit-tests: lib $(NIM_BUILD)/orc/libdocstore.a
+	$(CARGO) test --locked --release -p threadguard-fuzzkit
+	@$(MAKE) --no-print-directory fuzzkit-go-fuzz
+
+fuzzkit-go-fuzz: lib $(NIM_BUILD)/orc/libdocstore.a
+	cd go && $(GO) test -run '^$$' -fuzz=FuzzAffine -fuzztime=$(FUZZKIT_GO_SECONDS)s ./fuzzkit
+	cd nim/go && $(GO) test -tags nim_orc -run '^$$' -fuzz=FuzzMisuseKit -fuzztime=$(FUZZKIT_GO_SECONDS)s ./docstore
+
+fuzz: fuzzkit-go-fuzz-long
+
+.PHONY: fuzzkit-go-fuzz-long
+fuzzkit-go-fuzz-long:
+	@$(MAKE) --no-print-directory fuzzkit-go-fuzz FUZZKIT_GO_SECONDS=$${FUZZ_LONG_SECONDS:-600}

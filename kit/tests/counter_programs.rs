@@ -1,0 +1,74 @@
+//! The README's `Counter` through the kit: the seed corpus, seeded random programs, and a copy
+//! with a planted bug that the kit must find.
+//!
+//! To rerun one random program: `TG_KIT_SEED=1234 cargo test -p threadguard-fuzzkit --test counter_programs one_seed`.
+
+mod counter;
+
+use std::path::Path;
+use std::time::Instant;
+use threadguard::ffi::{
+    TG_ERR_NULL_HANDLE, TG_ERR_OWNER_EXITED, TG_ERR_STALE, TG_ERR_WRONG_THREAD, TG_ERR_WRONG_TYPE, TG_OK,
+};
+use threadguard_fuzzkit::{Kit, random_program};
+
+/// Seeded random programs per run.
+const RANDOM_PROGRAMS: u64 = 2000;
+/// The planted bug must show within this many random programs.
+const BUG_BUDGET: u64 = 200;
+
+#[test]
+fn seed_corpus_and_regression_programs_pass() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let corpus = fuzz.join("corpus/kit_counter");
+    let count = std::fs::read_dir(&corpus).map(|entries| entries.count()).unwrap_or(0);
+    assert!(count > 1, "no seeds in {}", corpus.display());
+    let summary = Kit::new(counter::spec()).run_dirs(&[&corpus, &fuzz.join("regressions/kit_counter")]);
+    assert!(summary.steps > 0);
+}
+
+#[test]
+fn seeded_random_programs_pass_and_reach_every_handle_check() {
+    let kit = Kit::new(counter::spec());
+    let start = Instant::now();
+    let summary = kit.run_random(0..RANDOM_PROGRAMS);
+    let seconds = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{RANDOM_PROGRAMS} programs, {} steps, {} objects in {seconds:.2}s ({:.0} programs/s); statuses: {:?}",
+        summary.steps,
+        summary.objects,
+        RANDOM_PROGRAMS as f64 / seconds,
+        summary.statuses
+    );
+    for code in [TG_OK, TG_ERR_NULL_HANDLE, TG_ERR_WRONG_THREAD, TG_ERR_OWNER_EXITED, TG_ERR_STALE, TG_ERR_WRONG_TYPE] {
+        assert!(summary.statuses.get(&code).copied().unwrap_or(0) > 0, "no program produced status {code}");
+    }
+}
+
+#[test]
+fn programs_run_the_same_way_every_time() {
+    let kit = Kit::new(counter::spec());
+    for seed in 0..20 {
+        let program = random_program(seed);
+        let first = kit.run(&program);
+        let second = kit.run(&program);
+        assert_eq!((first.steps, first.objects, &first.statuses), (second.steps, second.objects, &second.statuses));
+    }
+}
+
+#[test]
+fn a_getter_that_skips_the_guard_is_found() {
+    let kit = Kit::new(counter::leaky_spec());
+    let (seed, failure) = kit.find(0..BUG_BUDGET).expect("the kit finds the unguarded getter");
+    eprintln!("found with seed {seed}:\n{failure}");
+    assert!(failure.message.contains("leaky_counter_get"), "{failure}");
+}
+
+/// Reruns one random program, chosen with `TG_KIT_SEED` (no-op without it).
+#[test]
+fn one_seed() {
+    if let Ok(seed) = std::env::var("TG_KIT_SEED") {
+        let summary = Kit::new(counter::spec()).run(&random_program(seed.parse().expect("TG_KIT_SEED is a number")));
+        eprintln!("{summary:?}");
+    }
+}
