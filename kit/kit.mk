@@ -21,8 +21,8 @@ fuzzkit-tests: lib $(NIM_BUILD)/orc/libdocstore.a
 	@$(MAKE) --no-print-directory fuzzkit-go-fuzz
 
 fuzzkit-go-fuzz: lib $(NIM_BUILD)/orc/libdocstore.a
-	cd go && $(GO) test -run '^$$' -fuzz=FuzzAffine -fuzztime=$(FUZZKIT_GO_SECONDS)s ./fuzzkit
-	cd nim/go && $(GO) test -tags nim_orc -run '^$$' -fuzz=FuzzMisuseKit -fuzztime=$(FUZZKIT_GO_SECONDS)s ./docstore
+	cd go && $(GO) test -tags $(TG_GO_TAGS) -run '^$$' -fuzz=FuzzAffine -fuzztime=$(FUZZKIT_GO_SECONDS)s ./fuzzkit
+	cd nim/go && $(GO) test -tags nim_orc,$(TG_GO_TAGS) -run '^$$' -fuzz=FuzzMisuseKit -fuzztime=$(FUZZKIT_GO_SECONDS)s ./docstore
 
 fuzz: fuzzkit-go-fuzz-long
 
