@@ -29,8 +29,7 @@ import (
 type Object struct {
 	h       Handle
 	tag     Tag
-	thread  *Thread // the owner, if a Thread
-	runner  *Runner // the owner, if a Runner; both nil: pinned to the creating goroutine
+	owner   Owner // the Thread, Runner or MainThread; nil: pinned to the creating goroutine
 	closed  atomic.Bool
 	cleanup runtime.Cleanup
 }
@@ -63,17 +62,18 @@ type Object struct {
 // into the library (or RunPending). Close remains the normal way to destroy an object.
 func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
 	runtime.LockOSThread() // kept when the object is pinned to this goroutine
-	thread := currentThread()
-	var runner *Runner
-	if thread == nil {
-		runner = currentRunner()
-	}
-	pinned := thread == nil && runner == nil
+	owner := currentOwner()
+	pinned := owner == nil
 	defer func() {
 		if !pinned || o == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
+	if pinned {
+		if err := checkPinnable(); err != nil {
+			return nil, err
+		}
+	}
 	pins.settle()
 	obj, err := create()
 	if err != nil {
@@ -84,8 +84,8 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 		C.tgo_run_destructor(C.tg_destructor(destroy), obj)
 		return nil, err
 	}
-	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, thread: thread, runner: runner}
-	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, thread: thread, pinned: pinned})
+	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, owner: owner}
+	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, owner: owner})
 	return o, nil
 }
 
@@ -93,24 +93,31 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 // of Handle, which do not route.
 func (o *Object) Handle() Handle { return o.h }
 
+// Owner returns the Thread, Runner or MainThread the object is bound to,
+// or nil if it is bound to the goroutine that created it.
+func (o *Object) Owner() Owner { return o.owner }
+
 // Thread returns the Thread the object is bound to, or nil if it is bound
-// to a Runner or to the goroutine that created it.
-func (o *Object) Thread() *Thread { return o.thread }
+// to another owner or to the goroutine that created it.
+func (o *Object) Thread() *Thread {
+	t, _ := o.owner.(*Thread)
+	return t
+}
 
 // Runner returns the Runner the object is bound to, or nil if it is bound
-// to a Thread or to the goroutine that created it.
-func (o *Object) Runner() *Runner { return o.runner }
+// to another owner or to the goroutine that created it.
+func (o *Object) Runner() *Runner {
+	r, _ := o.owner.(*Runner)
+	return r
+}
 
-// route returns what runs a call on the object's owner (Thread.Do or
-// Runner.Call), or nil for an object pinned to its goroutine.
+// route returns what runs a call on the object's owner (its Do), or nil
+// for an object pinned to its goroutine.
 func (o *Object) route() func(context.Context, func() error) error {
-	switch {
-	case o.thread != nil:
-		return o.thread.Do
-	case o.runner != nil:
-		return o.runner.Call
+	if o.owner == nil {
+		return nil
 	}
-	return nil
+	return o.owner.Do
 }
 
 // With borrows the object on its owner thread and calls fn with its
@@ -183,16 +190,10 @@ func (o *Object) Close() error {
 // own thread, where that shutdown waits for the caller to return, the
 // object is destroyed at once instead.
 func (o *Object) ownerShutDown() error {
-	var done <-chan struct{}
-	var result *error
-	switch {
-	case o.thread != nil && o.thread.onThread(), o.runner != nil && o.runner.onRunner():
+	if o.owner.onOwner() {
 		return o.destroy()
-	case o.thread != nil:
-		done, result = o.thread.done, &o.thread.err
-	default:
-		done, result = o.runner.stopped, &o.runner.stopErr
 	}
+	done, result := o.owner.finished()
 	<-done
 	if err := *result; err != nil {
 		sentinel := ErrShutDown
@@ -224,7 +225,7 @@ func (o *Object) destroy() error {
 		return nil
 	}
 	o.cleanup.Stop()
-	if o.thread == nil && o.runner == nil && !errors.Is(err, ErrOwnerExited) {
+	if o.owner == nil && !errors.Is(err, ErrOwnerExited) {
 		// Destroyed by the owner (or found destroyed there): this is the
 		// owner goroutine, holding the lock New took for the object.
 		runtime.UnlockOSThread()
@@ -235,9 +236,8 @@ func (o *Object) destroy() error {
 // forgotten is what an Object's cleanup needs; it must not refer to the
 // Object itself.
 type forgotten struct {
-	h      Handle
-	thread *Thread // the owner, if a Thread: poked to run the request
-	pinned bool    // bound to its goroutine, which is owed an unlock
+	h     Handle
+	owner Owner // nil: bound to its goroutine, which is owed an unlock
 }
 
 // destroy runs on the cleanup goroutine once the Object is unreachable.
@@ -248,10 +248,9 @@ func (f forgotten) destroy() {
 		// ErrOwnerExited: the owner's exit (or its Thread's Close, or its
 		// Runner's Stop) already destroyed the object, and released any
 		// lock with the thread.
-	case f.thread != nil:
-		f.thread.poke()
-	case f.pinned:
+	case f.owner != nil:
+		f.owner.forgotten()
+	default:
 		pins.owe(f.h.Owner)
 	}
-	// A Runner wakes up for the request by itself.
 }

@@ -42,6 +42,8 @@ type Thread struct {
 	queue   []*task
 	closing bool
 
+	main *MainThread // set for the main thread's queue, for its messages
+
 	current  *task  // the task being run; only the Thread's goroutine uses it
 	spinNext bool   // whether to spin for the next task; the goroutine's too
 	probes   uint32 // idle waits without spinNext, to spin now and then; the goroutine's
@@ -62,9 +64,6 @@ const (
 	running
 	dropped
 )
-
-// threads maps a Thread's ID to the Thread while its goroutine runs.
-var threads sync.Map
 
 // NewThread starts a Thread: a goroutine locked to an OS thread of its own
 // (never the process's main thread), which the library knows by name
@@ -220,8 +219,13 @@ func (t *Thread) loop(started chan<- error) {
 		started <- err
 		return
 	}
-	threads.Store(t.id, t)
+	owners.Store(t.id, Owner(t))
 	started <- nil
+	t.serve()
+}
+
+// serve runs tasks until t is closing and its queue is empty.
+func (t *Thread) serve() {
 	for {
 		tk := t.next()
 		if tk == nil {
@@ -248,7 +252,7 @@ func (t *Thread) exit() {
 		tk.res <- newError("Thread.Do", ErrPanic, "work called runtime.Goexit on thread "+t.String())
 	}
 	t.err = check("tg_thread_cleanup", C.tg_thread_cleanup())
-	threads.Delete(t.id)
+	owners.Delete(t.id)
 	close(t.done)
 }
 
@@ -377,16 +381,17 @@ func (t *Thread) onThread() bool {
 }
 
 func (t *Thread) shutDownError(op string) error {
+	if t.main != nil {
+		return t.main.shutDownError(op)
+	}
 	return newError(op, ErrShutDown, "thread "+t.String()+" is closed")
 }
 
-// currentThread returns the Thread whose goroutine is calling, or nil.
-func currentThread() *Thread {
-	if t, ok := threads.Load(uint64(C.tg_current_thread_id())); ok {
-		return t.(*Thread)
-	}
-	return nil
-}
+func (t *Thread) onOwner() bool { return t.onThread() }
+
+func (t *Thread) finished() (<-chan struct{}, *error) { return t.done, &t.err }
+
+func (t *Thread) forgotten() { t.poke() }
 
 // queued returns the number of tasks in the queue, for tests.
 func (t *Thread) queued() int {
