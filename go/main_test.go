@@ -62,6 +62,30 @@ func TestMain(m *testing.M) {
 // exit code, and prints a line per check, "FAIL: ..." for one that failed.
 var mainChildren = map[string]func() int{
 	"handback": handBackChild,
+	// fn gives the main thread back with Close and goes on: Run waits for
+	// it, and objects are destroyed before Close returns.
+	"close": func() int {
+		main := Main()
+		var serials []uint64
+		afterClose := ""
+		err := main.Run(func() {
+			if _, err := main.New(context.Background(), affine.Tag, affine.Destructor(), createAffine(&serials)); err != nil {
+				afterClose = "New: " + err.Error()
+				return
+			}
+			if err := main.Close(); err != nil {
+				afterClose = "Close: " + err.Error()
+				return
+			}
+			if r, _ := affine.Lookup(serials[0]); r.Destroys != 1 || r.DestroyedOn != mainThreadID {
+				afterClose = fmt.Sprintf("after Close the object was destroyed %d times, on thread %d", r.Destroys, r.DestroyedOn)
+				return
+			}
+			afterClose = "fn went on after Close"
+		})
+		fmt.Printf("Run: %v; %s\n", err, afterClose)
+		return 0
+	},
 	// A goroutine other than the main goroutine, on the main thread that
 	// nothing holds, tries to bind an object to itself.
 	unlockedChild: func() int {

@@ -89,8 +89,7 @@ func (m *MainThread) String() string { return m.t.String() }
 // fails with ErrShutDown, the work running finishes, and everything the
 // main thread owns (the objects created by its work, and any the main
 // goroutine created itself) is destroyed on it (tg_thread_cleanup). Run
-// returns after that, with the cleanup's error; fn may still be running if
-// Close ended the hand-over.
+// returns after that and after fn has returned, with the cleanup's error.
 //
 // Run must be called on the main goroutine while it is on the main thread:
 // lock it there from init (runtime.LockOSThread in an init function), so
@@ -121,7 +120,9 @@ func (m *MainThread) Run(fn func()) error {
 	}
 	owners.Store(m.t.id, Owner(m))
 	m.state.Store(mainServing)
+	fnDone := make(chan struct{})
 	go func() {
+		defer close(fnDone)
 		defer m.t.shutdown()
 		fn()
 	}()
@@ -138,6 +139,7 @@ func (m *MainThread) Run(fn func()) error {
 	owners.Delete(m.t.id)
 	close(m.t.done)
 	returned = true
+	<-fnDone
 	return m.t.err
 }
 
@@ -175,9 +177,10 @@ func (m *MainThread) New(ctx context.Context, tag Tag, destroy unsafe.Pointer, c
 	return o, err
 }
 
-// Close gives the main thread back without waiting for Run's fn: it ends
-// the hand-over as fn's return does, waits until Run has destroyed what the
-// main thread owns, and returns the cleanup's error. Called from work on
+// Close gives the main thread back before Run's fn returns: it ends the
+// hand-over as fn's return does, waits until Run has destroyed what the
+// main thread owns, and returns the cleanup's error; Run itself returns
+// once fn has returned too. Called from work on
 // the main thread, it starts that and returns nil; the cleanup runs when
 // the work returns. Before Run, Close returns an error wrapping ErrShutDown
 // and changes nothing.

@@ -307,3 +307,12 @@ func runMainChild(t *testing.T, name string, code int) string {
 	}
 	return string(out)
 }
+
+// Close from the program gives the main thread back at once, destroying its
+// objects; Run still returns only once the program has returned.
+func TestMainThreadCloseFromTheProgram(t *testing.T) {
+	out := runMainChild(t, "close", 0)
+	if !strings.Contains(out, "Run: <nil>; fn went on after Close") {
+		t.Fatalf("the child's output:\n%s", out)
+	}
+}

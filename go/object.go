@@ -12,11 +12,12 @@ import (
 )
 
 // Object is a native object registered with the library and bound to its
-// owner: a Thread, a Runner, or the goroutine that created it.
+// owner: a Thread, a Runner, the MainThread, or the goroutine that created
+// it.
 //
-// Created by work running on a Thread or a Runner (see Thread.New and
-// Runner.New), the object is owned by that thread, and With and Close route
-// there from any goroutine.
+// Created by work running on an Owner (see Thread.New, Runner.New and
+// MainThread.New), the object is owned by that thread, and With and Close
+// route there from any goroutine.
 //
 // Created anywhere else, the object is owned by the creating goroutine's
 // current OS thread, and New locks the goroutine to that thread
@@ -46,15 +47,21 @@ type Object struct {
 // and returns the library's error (ErrInvalidArgument for tag 0, ErrShutDown
 // during the Thread's Close).
 //
-// Called from work running on a Thread or a Runner, New binds the object
-// to it. Called anywhere else, it binds the object to the calling
+// Called from work running on an Owner (a Thread, a Runner, the
+// MainThread), New binds the object to it. Called anywhere else, it binds
+// the object to the calling
 // goroutine, which stays locked to its OS thread until the object is closed:
 // one lock count per live object, released by the successful Close. If the
 // object is dropped instead, its cleanup cannot release the lock from the
 // garbage collector's goroutine; the release is owed, and the owner pays it
 // at its next call into this package. A goroutine that exits with live
 // objects ends its OS thread (it is locked), and the thread's exit destroys
-// them; the process's main thread is the exception, as Go parks it instead.
+// them. The process's main thread is the exception, as Go parks it instead:
+// there New binds objects only to the main goroutine (which ends only with
+// the process) and returns an error wrapping ErrWrongThread to any other
+// goroutine the scheduler put there, without calling create. Locking the
+// main goroutine to the main thread from init keeps other goroutines off
+// it (see MainThread).
 //
 // A forgotten object's cleanup (runtime.AddCleanup) asks the owner thread to
 // destroy it (tg_destroy_later). A Thread is also asked to run that at once,
