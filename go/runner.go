@@ -134,7 +134,7 @@ func (r *Runner) Go(fn func() error) <-chan error {
 // Call waits for it and returns its result even if ctx is done meanwhile:
 // the runner's thread cannot be interrupted, and returning early would
 // leave the caller not knowing whether fn's effects happened. fn may watch
-// ctx itself.
+// ctx itself, and a context made by WithInterrupt asks it to stop.
 //
 // A caller that sends calls back to back gets the result without sleeping:
 // Call spins for the result before it blocks (at most 50 µs, less while
@@ -204,7 +204,8 @@ func (j *job) wait(ctx context.Context) error {
 		if j.state.CompareAndSwap(queued, dropped) {
 			return ctx.Err() // the runner skips fn and releases the job
 		}
-		return <-j.res // fn has started: wait for it
+		interrupted(ctx) // fn has started: ask it to stop (WithInterrupt)
+		return <-j.res   // and wait for it
 	}
 }
 

@@ -106,7 +106,8 @@ func (t *Thread) String() string { return threadLabel(t.id, t.name) }
 // started, Do waits for it to finish and returns its result even if ctx is
 // done meanwhile: code running on another OS thread cannot be interrupted,
 // and returning early would leave the caller not knowing whether fn's
-// effects happened. fn may watch ctx itself to stop early.
+// effects happened. fn may watch ctx itself to stop early, and a context
+// made by WithInterrupt asks it to stop from the caller's goroutine.
 //
 // A panic in fn is returned as an error wrapping ErrPanic; the Thread goes
 // on. After Close, or if Close is called while fn waits, Do returns an error
@@ -147,6 +148,7 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 		if tk.state.CompareAndSwap(queued, dropped) {
 			return ctx.Err()
 		}
+		interrupted(ctx) // fn has started: ask it to stop (WithInterrupt)
 		return <-tk.res
 	}
 }
