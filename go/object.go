@@ -92,6 +92,9 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 		return nil, err
 	}
 	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, owner: owner}
+	if t, ok := owner.(*Thread); ok {
+		t.adopt()
+	}
 	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, owner: owner})
 	return o, nil
 }
@@ -232,6 +235,9 @@ func (o *Object) destroy() error {
 		return nil
 	}
 	o.cleanup.Stop()
+	if t, ok := o.owner.(*Thread); ok {
+		defer t.release()
+	}
 	if o.owner == nil && !errors.Is(err, ErrOwnerExited) {
 		// Destroyed by the owner (or found destroyed there): this is the
 		// owner goroutine, holding the lock New took for the object.
@@ -257,6 +263,9 @@ func (f forgotten) destroy() {
 		// lock with the thread.
 	case f.owner != nil:
 		f.owner.forgotten()
+		if t, ok := f.owner.(*Thread); ok {
+			t.release()
+		}
 	default:
 		pins.owe(f.h.Owner)
 	}

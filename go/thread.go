@@ -44,6 +44,10 @@ type Thread struct {
 
 	main *MainThread // set for the main thread's queue, for its messages
 
+	onExit         func() error // OnExit's hook
+	endWithObjects bool         // EndWithObjects
+	objects        atomic.Int64 // live objects made by New on t, with endWithObjects
+
 	current  *task  // the task being run; only the Thread's goroutine uses it
 	spinNext bool   // whether to spin for the next task; the goroutine's too
 	probes   uint32 // idle waits without spinNext, to spin now and then; the goroutine's
@@ -69,11 +73,17 @@ const (
 // (never the process's main thread), which the library knows by name
 // (tg_set_thread_name) in its messages. The goroutine never unlocks: when
 // the Thread is closed it exits, and Go ends the OS thread with it.
-func NewThread(name string) (*Thread, error) {
+//
+// Options: OnExit runs per-thread finalization as the Thread exits, and
+// EndWithObjects closes it once its last object is gone.
+func NewThread(name string, opts ...ThreadOption) (*Thread, error) {
 	if strings.IndexByte(name, 0) >= 0 {
 		return nil, newError("NewThread", ErrInvalidArgument, "name contains a NUL byte")
 	}
 	t := &Thread{name: name, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	for _, opt := range opts {
+		opt(t)
+	}
 	started := make(chan error, 1)
 	go t.loop(started)
 	if err := <-started; err != nil {
@@ -253,9 +263,14 @@ func (t *Thread) exit() {
 	if tk := t.current; tk != nil {
 		tk.res <- newError("Thread.Do", ErrPanic, "work called runtime.Goexit on thread "+t.String())
 	}
+	defer close(t.done) // also if the exit hook calls runtime.Goexit
+	defer owners.Delete(t.id)
 	t.err = check("tg_thread_cleanup", C.tg_thread_cleanup())
-	owners.Delete(t.id)
-	close(t.done)
+	if t.onExit != nil {
+		if err := guard("OnExit", t.onExit); t.err == nil {
+			t.err = err
+		}
+	}
 }
 
 // run calls fn, turning a panic into an error.
@@ -390,6 +405,43 @@ func (t *Thread) shutDownError(op string) error {
 }
 
 func (t *Thread) onOwner() bool { return t.onThread() }
+
+// ThreadOption configures a Thread at NewThread.
+type ThreadOption func(*Thread)
+
+// OnExit has the Thread run fn on its OS thread as it exits, after its
+// cleanup has destroyed every object it owned: the place for a library's
+// per-thread finalization (Tcl_FinalizeThread, say), which must run on the
+// thread and after its objects are gone. Close returns fn's error if the
+// cleanup succeeded (a panic in fn becomes an error wrapping ErrPanic).
+func OnExit(fn func() error) ThreadOption {
+	return func(t *Thread) { t.onExit = fn }
+}
+
+// EndWithObjects has the Thread close itself once the last object created
+// on it by New (Thread.New, or New in its work) is gone: closed, or
+// dropped and found by its cleanup. Then one Thread per object can be
+// left to the garbage collector with the object: the Thread's cleanup
+// destroys the object if its destruction is still pending, runs the
+// OnExit hook, and ends the OS thread. Before the first object the Thread
+// runs as any other; once it has ended, Do returns ErrShutDown.
+func EndWithObjects() ThreadOption {
+	return func(t *Thread) { t.endWithObjects = true }
+}
+
+// adopt counts an object that New bound to t.
+func (t *Thread) adopt() {
+	if t.endWithObjects {
+		t.objects.Add(1)
+	}
+}
+
+// release uncounts an object of t that is gone, and closes t with its last.
+func (t *Thread) release() {
+	if t.endWithObjects && t.objects.Add(-1) == 0 {
+		t.shutdown()
+	}
+}
 
 func (t *Thread) finished() (<-chan struct{}, *error) { return t.done, &t.err }
 
