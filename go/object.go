@@ -42,7 +42,10 @@ type Object struct {
 //
 // destroy is a C function pointer of type tg_destructor (void (*)(void *)),
 // or nil; the library calls it exactly once, on the owner thread. The object
-// pointer must not point to Go memory. If create fails, New returns its
+// pointer must not point to Go memory. Nothing checks the function's
+// signature, and cgo cannot take the address of a static C function (the
+// function must be visible to the linker); NewRef takes a typed Go
+// destructor instead, which may call a C destructor of any signature. If create fails, New returns its
 // error. If the registration fails, New runs destroy on the object at once
 // and returns the library's error (ErrInvalidArgument for tag 0, ErrShutDown
 // during the Thread's Close).
@@ -150,7 +153,10 @@ func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) er
 
 // Call is With for a C borrow function (see Handle.Call): fn runs with the
 // object and context on the owner thread, in one cgo call there, without a
-// callback into Go.
+// callback into Go. context may point to Go memory that holds no Go
+// pointers, such as a Go struct of C values for the arguments and the
+// results: the caller waits until fn has run, so the results need no C
+// allocation. For results from Go code, see Compute.
 func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
 	var err error
 	if do := o.route(); do != nil {
