@@ -65,6 +65,18 @@
 //		return nil
 //	})
 //
+// # Wrapping a library
+//
+// NewRef registers a typed object (a *C.Tcl_Interp, say) with a Go
+// destructor, which calls a C destructor of any signature; Compute returns
+// a result from the owner's thread; TagOf derives a type tag from a name.
+// NewThread's options add per-thread finalization as the Thread exits
+// (OnExit) and a Thread that ends with its last object (EndWithObjects),
+// so that one Thread per object can be left to the garbage collector.
+// WithInterrupt gives a context a hook that asks started work to stop when
+// the context ends (Tcl_CancelEval, sqlite3_interrupt). The module's
+// examples/tcl wraps Tcl interpreters with all of them.
+//
 // # Errors
 //
 // Every status code of the library has a sentinel error (ErrWrongThread,

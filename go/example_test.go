@@ -328,3 +328,60 @@ func ExampleOwner() {
 	// model 3 <nil>
 	// main 3 <nil>
 }
+
+// A typed object with a Go destructor, a result computed on its owner, and
+// a Thread that ends with its last object, running per-thread finalization
+// on its way out.
+func ExampleNewRef() {
+	ctx := context.Background()
+	type counter struct{} // stands for a C type, such as C.Tcl_Interp
+	exited := make(chan struct{})
+	th, err := threadguard.NewThread("per-object",
+		threadguard.EndWithObjects(),
+		threadguard.OnExit(func() error { close(exited); return nil })) // e.g. Tcl_FinalizeThread
+	if err != nil {
+		panic(err)
+	}
+	c, err := threadguard.NewRef(ctx, th, threadguard.TagOf("example.com/counter"),
+		func() (*counter, error) {
+			p, err := affine.New()
+			return (*counter)(p), err
+		},
+		func(c *counter) { affine.Destroy(unsafe.Pointer(c)) }) // typed: no C shim
+	if err != nil {
+		panic(err)
+	}
+	v, err := threadguard.Compute(ctx, c, func(c *counter) (int64, error) {
+		return affine.Add(unsafe.Pointer(c), 5), nil
+	})
+	fmt.Println("value:", v, err)
+	fmt.Println("close:", c.Close()) // the last object: th ends
+	<-exited
+	fmt.Println("thread:", errors.Is(th.Do(ctx, func() error { return nil }), threadguard.ErrShutDown))
+	// Output:
+	// value: 5 <nil>
+	// close: <nil>
+	// thread: true
+}
+
+// A context whose end asks work that has already started to stop.
+func ExampleWithInterrupt() {
+	th, err := threadguard.NewThread("interruptible")
+	if err != nil {
+		panic(err)
+	}
+	defer th.Close()
+	stop := make(chan struct{})
+	started := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx = threadguard.WithInterrupt(ctx, func() { close(stop) }) // e.g. Tcl_CancelEval
+	go func() { <-started; cancel() }()
+	err = th.Do(ctx, func() error {
+		close(started)
+		<-stop // long work that the hook ends
+		return errors.New("stopped early")
+	})
+	fmt.Println(err)
+	// Output:
+	// stopped early
+}

@@ -59,7 +59,9 @@ type Owner interface {
 	// Close stops the owner once the work running now has finished: work
 	// still queued fails with ErrShutDown, and everything the owner's
 	// thread owns is destroyed there. It waits for that and returns its
-	// error; later calls return the same.
+	// error; later calls return the same. (From the owner's own work, a
+	// Thread and the MainThread start the shutdown and return nil; a
+	// Runner returns ErrBusy.)
 	Close() error
 
 	// onOwner reports whether the caller runs on the owner's thread, as

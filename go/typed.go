@@ -38,6 +38,11 @@ type Ref[T any] struct {
 // or by the owner's own shutdown). No C shim is needed for a C destructor
 // whose parameter is not a void *: destroy calls it, typed.
 //
+// destroy is kept until it runs, so it must not refer to the Ref, nor to
+// anything that holds it: that would keep the Ref reachable, and a dropped
+// Ref would never be destroyed. Share state with it through a value that
+// does not hold the Ref.
+//
 // create must return a pointer that no other live Ref holds (a second
 // registration of the same pointer is refused with ErrInvalidArgument and
 // destroys nothing). If create fails, NewRef returns its error; if the
