@@ -17,8 +17,9 @@ import (
 // running on a Thread are owned by its OS thread, and their methods route
 // calls there from any goroutine.
 //
-// A Thread lives until Close. One that is never closed keeps its goroutine
-// and OS thread until the process exits.
+// A Thread lives until Close (or, made with EndWithObjects, until its last
+// object is gone). One that is never closed keeps its goroutine and OS
+// thread until the process exits.
 type Thread struct {
 	name string
 	id   uint64
