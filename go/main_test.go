@@ -137,7 +137,15 @@ func handBackChild() int {
 	const objects, queuedWork = 5, 8
 	var ranQueued int
 	var queuedResults []<-chan error
-	err := main.Run(func() {
+	// The main goroutine, on the main thread, may bind an object to itself:
+	// it ends only with the process. The hand-back destroys it too.
+	var pinnedSerials []uint64
+	pinned, err := New(affine.Tag, affine.Destructor(), createAffine(&pinnedSerials))
+	if err != nil || pinned.Owner() != nil || pinned.Handle().Owner != mainThreadID {
+		fail("New on the main goroutine: %v", err)
+		return 1
+	}
+	err = main.Run(func() {
 		for range objects {
 			o, err := main.New(ctx, affine.Tag, affine.Destructor(), createAffine(&serials))
 			if err != nil {
@@ -187,6 +195,12 @@ func handBackChild() int {
 		if r.Destroys == 1 && r.DestroyedOn == mainThreadID && r.Owner == mainThreadID {
 			destroyed++
 		}
+	}
+	if r, _ := affine.Lookup(pinnedSerials[0]); r.Destroys != 1 || r.DestroyedOn != mainThreadID {
+		fail("the main goroutine's own object: destroyed %d times, on thread %d", r.Destroys, r.DestroyedOn)
+	}
+	if err := pinned.Close(); !errors.Is(err, ErrStale) {
+		fail("Close of the main goroutine's object after the hand-back: %v, want ErrStale", err)
 	}
 	if destroyed != objects {
 		fail("%d of %d objects destroyed once on the main thread %d at the hand-back", destroyed, objects, mainThreadID)
