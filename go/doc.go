@@ -15,22 +15,34 @@
 // # Owners
 //
 // An object is registered by New, which calls the constructor and
-// tg_register on one locked OS thread. It is bound to one of three owners:
+// tg_register on one locked OS thread. It is bound to one of four owners;
+// the first three are an Owner, with the same methods (Do, Go, New, Close,
+// ID, Name) and the same behaviour:
 //
-//   - A Thread: a goroutine locked to its own OS thread, running submitted
-//     work. Objects created by its work (Thread.New) are owned by it, and
-//     their With and Close route the call there from any goroutine.
-//   - A Runner: a thread that the library starts (StartRunner) and Go did
-//     not create, running Go functions sent to it as callbacks from C. Its
-//     queue is bounded: Runner.Post reports ErrLimit when it is full, and
-//     Runner.Call waits for room, for as long as its context allows. Every
-//     accepted function's outcome is delivered exactly once, also when the
-//     Runner stops, to a done callback, a blocked Call, or a
-//     CompletionQueue. Objects created by its work (Runner.New) are owned
-//     by it and routed there like a Thread's.
+//   - A Thread (NewThread): a goroutine locked to its own OS thread,
+//     running submitted work from an unbounded queue. The usual choice: one
+//     per thread-affine context (a GL context, an interpreter).
+//   - A Runner (StartRunner): a thread that the library starts and Go did
+//     not create, running Go functions sent to it as callbacks from C. Pick
+//     it when the queue must be bounded (Do waits for room, Go reports
+//     ErrLimit, Post answers at once), when outcomes should go to a
+//     CompletionQueue, or when C code shares the thread. Every accepted
+//     function's outcome is delivered exactly once, also when it stops.
+//   - The MainThread (Main): the process's main thread, handed over by
+//     main (or TestMain) with Main().Run, its goroutine locked there from
+//     init. Pick it only for libraries that must run on the main thread
+//     (Cocoa, GLFW on macOS, some toolkits and interpreters): there is one,
+//     calls before the hand-over or after it is given back fail with
+//     ErrShutDown, and giving it back destroys what it owns.
 //   - The creating goroutine, when New is called anywhere else. The
 //     goroutine stays locked to its OS thread while it owns objects; calls
-//     from other goroutines get ErrWrongThread.
+//     from other goroutines get ErrWrongThread. On the process's main
+//     thread only the main goroutine may do so (see New).
+//
+// Objects created by an owner's work (Thread.New, Runner.New,
+// MainThread.New) are owned by its thread, and their With and Close route
+// the call there from any goroutine. Work sent from work already on the
+// owner runs inline; a panic in work is returned as ErrPanic.
 //
 // The C side is the thread-affine library (here, a counter whose value lives
 // in thread-local storage):
@@ -52,6 +64,18 @@
 //		C.counter_add((*C.counter)(p), 1)
 //		return nil
 //	})
+//
+// # Wrapping a library
+//
+// NewRef registers a typed object (a *C.Tcl_Interp, say) with a Go
+// destructor, which calls a C destructor of any signature; Compute returns
+// a result from the owner's thread; TagOf derives a type tag from a name.
+// NewThread's options add per-thread finalization as the Thread exits
+// (OnExit) and a Thread that ends with its last object (EndWithObjects),
+// so that one Thread per object can be left to the garbage collector.
+// WithInterrupt gives a context a hook that asks started work to stop when
+// the context ends (Tcl_CancelEval, sqlite3_interrupt). The module's
+// examples/tcl wraps Tcl interpreters with all of them.
 //
 // # Errors
 //

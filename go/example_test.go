@@ -239,3 +239,149 @@ func ExampleCompletionQueue() {
 	// 1 no luck <nil>
 	// 2 <nil> <nil>
 }
+
+// The process's main thread as an owner. A program hands its main goroutine
+// over from main, keeping it on the main thread from init:
+//
+//	func init() { runtime.LockOSThread() }
+//
+//	func main() {
+//		if err := threadguard.Main().Run(run); err != nil {
+//			log.Fatal(err)
+//		}
+//	}
+//
+// run then works on another goroutine, and any goroutine sends work to the
+// main thread. (This package's TestMain hands the main thread over the same
+// way, so the example runs while it is handed over.)
+func ExampleMainThread() {
+	ctx := context.Background()
+	main := threadguard.Main()
+
+	// Created on the main thread, which owns it; calls route there.
+	window, err := main.New(ctx, affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		panic(err)
+	}
+	defer window.Close()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			window.With(ctx, func(p unsafe.Pointer) error {
+				affine.Add(p, 1)
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	err = main.Do(ctx, func() error {
+		fmt.Println("on the main thread:", threadguard.CurrentThreadID() == main.ID())
+		// Work sent from work already on the main thread runs inline.
+		return window.With(ctx, func(p unsafe.Pointer) error {
+			fmt.Println("value:", affine.Value(p))
+			return nil
+		})
+	})
+	fmt.Println("do:", err)
+	// Output:
+	// on the main thread: true
+	// value: 4
+	// do: <nil>
+}
+
+// Code that only creates objects and sends them work can take any owner:
+// a Thread, a Runner or the main thread.
+func ExampleOwner() {
+	ctx := context.Background()
+	th, err := threadguard.NewThread("worker")
+	if err != nil {
+		panic(err)
+	}
+	defer th.Close()
+	r, err := threadguard.StartRunner("model", 16)
+	if err != nil {
+		panic(err)
+	}
+	defer r.Close()
+
+	count := func(owner threadguard.Owner) (int64, error) {
+		c, err := owner.New(ctx, affine.Tag, affine.Destructor(), affine.New)
+		if err != nil {
+			return 0, err
+		}
+		defer c.Close()
+		var v int64
+		err = c.With(ctx, func(p unsafe.Pointer) error {
+			v = affine.Add(p, 3)
+			return nil
+		})
+		return v, err
+	}
+	for _, owner := range []threadguard.Owner{th, r, threadguard.Main()} {
+		v, err := count(owner)
+		fmt.Println(owner.Name(), v, err)
+	}
+	// Output:
+	// worker 3 <nil>
+	// model 3 <nil>
+	// main 3 <nil>
+}
+
+// A typed object with a Go destructor, a result computed on its owner, and
+// a Thread that ends with its last object, running per-thread finalization
+// on its way out.
+func ExampleNewRef() {
+	ctx := context.Background()
+	type counter struct{} // stands for a C type, such as C.Tcl_Interp
+	exited := make(chan struct{})
+	th, err := threadguard.NewThread("per-object",
+		threadguard.EndWithObjects(),
+		threadguard.OnExit(func() error { close(exited); return nil })) // e.g. Tcl_FinalizeThread
+	if err != nil {
+		panic(err)
+	}
+	c, err := threadguard.NewRef(ctx, th, threadguard.TagOf("example.com/counter"),
+		func() (*counter, error) {
+			p, err := affine.New()
+			return (*counter)(p), err
+		},
+		func(c *counter) { affine.Destroy(unsafe.Pointer(c)) }) // typed: no C shim
+	if err != nil {
+		panic(err)
+	}
+	v, err := threadguard.Compute(ctx, c, func(c *counter) (int64, error) {
+		return affine.Add(unsafe.Pointer(c), 5), nil
+	})
+	fmt.Println("value:", v, err)
+	fmt.Println("close:", c.Close()) // the last object: th ends
+	<-exited
+	fmt.Println("thread:", errors.Is(th.Do(ctx, func() error { return nil }), threadguard.ErrShutDown))
+	// Output:
+	// value: 5 <nil>
+	// close: <nil>
+	// thread: true
+}
+
+// A context whose end asks work that has already started to stop.
+func ExampleWithInterrupt() {
+	th, err := threadguard.NewThread("interruptible")
+	if err != nil {
+		panic(err)
+	}
+	defer th.Close()
+	stop := make(chan struct{})
+	started := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	ctx = threadguard.WithInterrupt(ctx, func() { close(stop) }) // e.g. Tcl_CancelEval
+	go func() { <-started; cancel() }()
+	err = th.Do(ctx, func() error {
+		close(started)
+		<-stop // long work that the hook ends
+		return errors.New("stopped early")
+	})
+	fmt.Println(err)
+	// Output:
+	// stopped early
+}

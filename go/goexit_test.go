@@ -65,6 +65,14 @@ var goexitCases = map[string]func(t *testing.T){
 		}()
 		<-done
 	},
+	// runtime.Goexit in work on the main thread, which would end the main
+	// goroutine without main returning.
+	"MainThread work, runtime.Goexit": func(t *testing.T) {
+		Main().Do(context.Background(), func() error {
+			runtime.Goexit()
+			return nil
+		})
+	},
 	// runtime.Goexit in work on a runner's thread, which Go did not create.
 	"Runner work, runtime.Goexit": func(t *testing.T) {
 		r, err := StartRunner("goexit", 4)

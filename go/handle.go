@@ -12,6 +12,8 @@ import (
 
 // Tag is the type tag of a registered object. The library compares it on
 // every borrow, so a handle cannot be used as the wrong type. 0 is invalid.
+// Give each Go or C type its own constant, distinct among the libraries
+// in one process; TagOf derives one from a name.
 type Tag uint32
 
 // Handle is the library's tg_handle: the ID of the owner thread and a key in

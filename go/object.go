@@ -12,11 +12,12 @@ import (
 )
 
 // Object is a native object registered with the library and bound to its
-// owner: a Thread, a Runner, or the goroutine that created it.
+// owner: a Thread, a Runner, the MainThread, or the goroutine that created
+// it.
 //
-// Created by work running on a Thread or a Runner (see Thread.New and
-// Runner.New), the object is owned by that thread, and With and Close route
-// there from any goroutine.
+// Created by work running on an Owner (see Thread.New, Runner.New and
+// MainThread.New), the object is owned by that thread, and With and Close
+// route there from any goroutine.
 //
 // Created anywhere else, the object is owned by the creating goroutine's
 // current OS thread, and New locks the goroutine to that thread
@@ -29,8 +30,7 @@ import (
 type Object struct {
 	h       Handle
 	tag     Tag
-	thread  *Thread // the owner, if a Thread
-	runner  *Runner // the owner, if a Runner; both nil: pinned to the creating goroutine
+	owner   Owner // the Thread, Runner or MainThread; nil: pinned to the creating goroutine
 	closed  atomic.Bool
 	cleanup runtime.Cleanup
 }
@@ -42,20 +42,29 @@ type Object struct {
 //
 // destroy is a C function pointer of type tg_destructor (void (*)(void *)),
 // or nil; the library calls it exactly once, on the owner thread. The object
-// pointer must not point to Go memory. If create fails, New returns its
+// pointer must not point to Go memory. Nothing checks the function's
+// signature, and cgo cannot take the address of a static C function (the
+// function must be visible to the linker); NewRef takes a typed Go
+// destructor instead, which may call a C destructor of any signature. If create fails, New returns its
 // error. If the registration fails, New runs destroy on the object at once
 // and returns the library's error (ErrInvalidArgument for tag 0, ErrShutDown
 // during the Thread's Close).
 //
-// Called from work running on a Thread or a Runner, New binds the object
-// to it. Called anywhere else, it binds the object to the calling
+// Called from work running on an Owner (a Thread, a Runner, the
+// MainThread), New binds the object to it. Called anywhere else, it binds
+// the object to the calling
 // goroutine, which stays locked to its OS thread until the object is closed:
 // one lock count per live object, released by the successful Close. If the
 // object is dropped instead, its cleanup cannot release the lock from the
 // garbage collector's goroutine; the release is owed, and the owner pays it
 // at its next call into this package. A goroutine that exits with live
 // objects ends its OS thread (it is locked), and the thread's exit destroys
-// them; the process's main thread is the exception, as Go parks it instead.
+// them. The process's main thread is the exception, as Go parks it instead:
+// there New binds objects only to the main goroutine (which ends only with
+// the process) and returns an error wrapping ErrWrongThread to any other
+// goroutine the scheduler put there, without calling create. Locking the
+// main goroutine to the main thread from init keeps other goroutines off
+// it (see MainThread).
 //
 // A forgotten object's cleanup (runtime.AddCleanup) asks the owner thread to
 // destroy it (tg_destroy_later). A Thread is also asked to run that at once,
@@ -63,17 +72,18 @@ type Object struct {
 // into the library (or RunPending). Close remains the normal way to destroy an object.
 func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
 	runtime.LockOSThread() // kept when the object is pinned to this goroutine
-	thread := currentThread()
-	var runner *Runner
-	if thread == nil {
-		runner = currentRunner()
-	}
-	pinned := thread == nil && runner == nil
+	owner := currentOwner()
+	pinned := owner == nil
 	defer func() {
 		if !pinned || o == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
+	if pinned {
+		if err := checkPinnable(); err != nil {
+			return nil, err
+		}
+	}
 	pins.settle()
 	obj, err := create()
 	if err != nil {
@@ -84,8 +94,11 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 		C.tgo_run_destructor(C.tg_destructor(destroy), obj)
 		return nil, err
 	}
-	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, thread: thread, runner: runner}
-	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, thread: thread, pinned: pinned})
+	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, owner: owner}
+	if t, ok := owner.(*Thread); ok {
+		t.adopt()
+	}
+	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, owner: owner})
 	return o, nil
 }
 
@@ -93,24 +106,31 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 // of Handle, which do not route.
 func (o *Object) Handle() Handle { return o.h }
 
+// Owner returns the Thread, Runner or MainThread the object is bound to,
+// or nil if it is bound to the goroutine that created it.
+func (o *Object) Owner() Owner { return o.owner }
+
 // Thread returns the Thread the object is bound to, or nil if it is bound
-// to a Runner or to the goroutine that created it.
-func (o *Object) Thread() *Thread { return o.thread }
+// to another owner or to the goroutine that created it.
+func (o *Object) Thread() *Thread {
+	t, _ := o.owner.(*Thread)
+	return t
+}
 
 // Runner returns the Runner the object is bound to, or nil if it is bound
-// to a Thread or to the goroutine that created it.
-func (o *Object) Runner() *Runner { return o.runner }
+// to another owner or to the goroutine that created it.
+func (o *Object) Runner() *Runner {
+	r, _ := o.owner.(*Runner)
+	return r
+}
 
-// route returns what runs a call on the object's owner (Thread.Do or
-// Runner.Call), or nil for an object pinned to its goroutine.
+// route returns what runs a call on the object's owner (its Do), or nil
+// for an object pinned to its goroutine.
 func (o *Object) route() func(context.Context, func() error) error {
-	switch {
-	case o.thread != nil:
-		return o.thread.Do
-	case o.runner != nil:
-		return o.runner.Call
+	if o.owner == nil {
+		return nil
 	}
-	return nil
+	return o.owner.Do
 }
 
 // With borrows the object on its owner thread and calls fn with its
@@ -133,7 +153,10 @@ func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) er
 
 // Call is With for a C borrow function (see Handle.Call): fn runs with the
 // object and context on the owner thread, in one cgo call there, without a
-// callback into Go.
+// callback into Go. context may point to Go memory that holds no Go
+// pointers, such as a Go struct of C values for the arguments and the
+// results: the caller waits until fn has run, so the results need no C
+// allocation. For results from Go code, see Compute.
 func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
 	var err error
 	if do := o.route(); do != nil {
@@ -183,16 +206,10 @@ func (o *Object) Close() error {
 // own thread, where that shutdown waits for the caller to return, the
 // object is destroyed at once instead.
 func (o *Object) ownerShutDown() error {
-	var done <-chan struct{}
-	var result *error
-	switch {
-	case o.thread != nil && o.thread.onThread(), o.runner != nil && o.runner.onRunner():
+	if o.owner.onOwner() {
 		return o.destroy()
-	case o.thread != nil:
-		done, result = o.thread.done, &o.thread.err
-	default:
-		done, result = o.runner.stopped, &o.runner.stopErr
 	}
+	done, result := o.owner.finished()
 	<-done
 	if err := *result; err != nil {
 		sentinel := ErrShutDown
@@ -224,7 +241,10 @@ func (o *Object) destroy() error {
 		return nil
 	}
 	o.cleanup.Stop()
-	if o.thread == nil && o.runner == nil && !errors.Is(err, ErrOwnerExited) {
+	if t, ok := o.owner.(*Thread); ok {
+		defer t.release()
+	}
+	if o.owner == nil && !errors.Is(err, ErrOwnerExited) {
 		// Destroyed by the owner (or found destroyed there): this is the
 		// owner goroutine, holding the lock New took for the object.
 		runtime.UnlockOSThread()
@@ -235,9 +255,8 @@ func (o *Object) destroy() error {
 // forgotten is what an Object's cleanup needs; it must not refer to the
 // Object itself.
 type forgotten struct {
-	h      Handle
-	thread *Thread // the owner, if a Thread: poked to run the request
-	pinned bool    // bound to its goroutine, which is owed an unlock
+	h     Handle
+	owner Owner // nil: bound to its goroutine, which is owed an unlock
 }
 
 // destroy runs on the cleanup goroutine once the Object is unreachable.
@@ -248,10 +267,12 @@ func (f forgotten) destroy() {
 		// ErrOwnerExited: the owner's exit (or its Thread's Close, or its
 		// Runner's Stop) already destroyed the object, and released any
 		// lock with the thread.
-	case f.thread != nil:
-		f.thread.poke()
-	case f.pinned:
+	case f.owner != nil:
+		f.owner.forgotten()
+		if t, ok := f.owner.(*Thread); ok {
+			t.release()
+		}
+	default:
 		pins.owe(f.h.Owner)
 	}
-	// A Runner wakes up for the request by itself.
 }

@@ -55,9 +55,6 @@ type Runner struct {
 	spin     spinner       // how long a Call spins for its result
 }
 
-// runners maps a running Runner's thread ID to the Runner.
-var runners sync.Map
-
 // StartRunner starts a Runner: a new thread named name (the library uses
 // the name in its messages) with room for capacity jobs waiting in its
 // queue, 1 to MaxQueueCapacity. It returns once the thread runs.
@@ -89,12 +86,15 @@ func StartRunner(name string, capacity int) (*Runner, error) {
 		return nil, err
 	}
 	r := &Runner{h: Handle{Owner: uint64(h.owner), Key: uint64(h.key)}, name: name, id: uint64(id), stopped: make(chan struct{})}
-	runners.Store(r.id, r)
+	owners.Store(r.id, Owner(r))
 	return r, nil
 }
 
-// ThreadID returns the library's ID of the runner's thread: the owner ID in
-// the handles of objects it owns. It stays valid after Stop.
+// ID returns the library's ID of the runner's thread: the owner ID in the
+// handles of objects it owns. It stays valid after Close.
+func (r *Runner) ID() uint64 { return r.id }
+
+// ThreadID is ID, under the Runner's original name.
 func (r *Runner) ThreadID() uint64 { return r.id }
 
 // Name returns the name the Runner was started with.
@@ -103,7 +103,27 @@ func (r *Runner) Name() string { return r.name }
 // String returns the thread ID and name, as in `7 ("model")`.
 func (r *Runner) String() string { return threadLabel(r.id, r.name) }
 
-// Call runs fn on the runner's thread and returns its error.
+// Do runs fn on the runner's thread and returns its error; see Call, which
+// it is.
+func (r *Runner) Do(ctx context.Context, fn func() error) error { return r.Call(ctx, fn) }
+
+// Go queues fn to run on the runner and returns at once, as Thread.Go
+// does, without waiting for room. The channel receives fn's error (nil on
+// success, ErrPanic if it panicked, ErrShutDown if the runner stopped
+// before fn's turn) exactly once, and is never closed. If the runner's
+// queue is full, fn is not queued and the channel receives an error
+// wrapping ErrLimit at once: the bounded queue is the Runner's real
+// difference from a Thread. Call (or Do) waits for room instead.
+func (r *Runner) Go(fn func() error) <-chan error {
+	j := &job{r: r, kind: callJob, fn: fn, res: make(chan error, 1)}
+	if err := r.post(j); err != nil {
+		j.res <- err
+	}
+	return j.res
+}
+
+// Call runs fn on the runner's thread and returns its error (Do is the
+// same method under the name every Owner has).
 //
 // It waits in Go, as a goroutine blocked on a channel, not in C: waiting
 // callers cost goroutines, not OS threads. While the runner's queue is
@@ -114,7 +134,7 @@ func (r *Runner) String() string { return threadLabel(r.id, r.name) }
 // Call waits for it and returns its result even if ctx is done meanwhile:
 // the runner's thread cannot be interrupted, and returning early would
 // leave the caller not knowing whether fn's effects happened. fn may watch
-// ctx itself.
+// ctx itself, and a context made by WithInterrupt asks it to stop.
 //
 // A caller that sends calls back to back gets the result without sleeping:
 // Call spins for the result before it blocks (at most 50 µs, less while
@@ -184,7 +204,8 @@ func (j *job) wait(ctx context.Context) error {
 		if j.state.CompareAndSwap(queued, dropped) {
 			return ctx.Err() // the runner skips fn and releases the job
 		}
-		return <-j.res // fn has started: wait for it
+		interrupted(ctx) // fn has started: ask it to stop (WithInterrupt)
+		return <-j.res   // and wait for it
 	}
 }
 
@@ -219,6 +240,9 @@ func (r *Runner) New(ctx context.Context, tag Tag, destroy unsafe.Pointer, creat
 	return o, err
 }
 
+// Close is Stop, under the name every Owner has.
+func (r *Runner) Close() error { return r.Stop() }
+
 // Stop stops the runner and waits for its thread to end. In order: Post
 // and Call start answering ErrShutDown, and calls waiting for room get it
 // too; the work running now finishes; every job still queued is failed
@@ -241,7 +265,7 @@ func (r *Runner) Stop() error {
 		r.stopping.Store(true)
 		r.room.wakeAll() // Calls waiting for room return ErrShutDown
 		r.stopErr = stop()
-		runners.Delete(r.id)
+		owners.Delete(r.id)
 		r.room.wakeAll()
 		close(r.stopped)
 	})
@@ -280,13 +304,12 @@ func (r *Runner) shutDownError(op string) error {
 	return newError(op, ErrShutDown, "runner "+r.String()+" is stopping or stopped")
 }
 
-// currentRunner returns the Runner whose thread is calling, or nil.
-func currentRunner() *Runner {
-	if r, ok := runners.Load(uint64(C.tg_current_thread_id())); ok {
-		return r.(*Runner)
-	}
-	return nil
-}
+func (r *Runner) onOwner() bool { return r.onRunner() }
+
+func (r *Runner) finished() (<-chan struct{}, *error) { return r.stopped, &r.stopErr }
+
+// forgotten does nothing: a Runner runs destroy requests unasked.
+func (r *Runner) forgotten() {}
 
 // job is one Go function sent to a runner (tg_runner_post). C holds only
 // its cgo.Handle. The runner runs the job (tgoRunnerWork), or fails it if

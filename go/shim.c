@@ -52,6 +52,10 @@ void tgo_run_destructor(tg_destructor destroy, void *object) {
 	}
 }
 
+void tgo_destroy_go(void *object) {
+	tgoDestroy(object);
+}
+
 int tgo_is_main_thread(void) {
 #if defined(__linux__)
 	return syscall(SYS_gettid) == getpid();

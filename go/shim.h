@@ -32,6 +32,10 @@ void tgo_callback(void *arg, void *context);
 /* Runs a destructor (may be NULL) on an object that never got registered. */
 void tgo_run_destructor(tg_destructor destroy, void *object);
 
+/* The tg_destructor of objects with a Go destructor (NewRef): it calls the
+ * one registered for the object pointer, through tgoDestroy. */
+void tgo_destroy_go(void *object);
+
 /* Whether the calling thread is the process's main thread. */
 int tgo_is_main_thread(void);
 

@@ -17,8 +17,9 @@ import (
 // running on a Thread are owned by its OS thread, and their methods route
 // calls there from any goroutine.
 //
-// A Thread lives until Close. One that is never closed keeps its goroutine
-// and OS thread until the process exits.
+// A Thread lives until Close (or, made with EndWithObjects, until its last
+// object is gone). One that is never closed keeps its goroutine and OS
+// thread until the process exits.
 type Thread struct {
 	name string
 	id   uint64
@@ -42,6 +43,12 @@ type Thread struct {
 	queue   []*task
 	closing bool
 
+	main *MainThread // set for the main thread's queue, for its messages
+
+	onExit         func() error // OnExit's hook
+	endWithObjects bool         // EndWithObjects
+	objects        atomic.Int64 // live objects made by New on t, with endWithObjects
+
 	current  *task  // the task being run; only the Thread's goroutine uses it
 	spinNext bool   // whether to spin for the next task; the goroutine's too
 	probes   uint32 // idle waits without spinNext, to spin now and then; the goroutine's
@@ -63,18 +70,21 @@ const (
 	dropped
 )
 
-// threads maps a Thread's ID to the Thread while its goroutine runs.
-var threads sync.Map
-
 // NewThread starts a Thread: a goroutine locked to an OS thread of its own
 // (never the process's main thread), which the library knows by name
 // (tg_set_thread_name) in its messages. The goroutine never unlocks: when
 // the Thread is closed it exits, and Go ends the OS thread with it.
-func NewThread(name string) (*Thread, error) {
+//
+// Options: OnExit runs per-thread finalization as the Thread exits, and
+// EndWithObjects closes it once its last object is gone.
+func NewThread(name string, opts ...ThreadOption) (*Thread, error) {
 	if strings.IndexByte(name, 0) >= 0 {
 		return nil, newError("NewThread", ErrInvalidArgument, "name contains a NUL byte")
 	}
 	t := &Thread{name: name, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	for _, opt := range opts {
+		opt(t)
+	}
 	started := make(chan error, 1)
 	go t.loop(started)
 	if err := <-started; err != nil {
@@ -107,7 +117,8 @@ func (t *Thread) String() string { return threadLabel(t.id, t.name) }
 // started, Do waits for it to finish and returns its result even if ctx is
 // done meanwhile: code running on another OS thread cannot be interrupted,
 // and returning early would leave the caller not knowing whether fn's
-// effects happened. fn may watch ctx itself to stop early.
+// effects happened. fn may watch ctx itself to stop early, and a context
+// made by WithInterrupt asks it to stop from the caller's goroutine.
 //
 // A panic in fn is returned as an error wrapping ErrPanic; the Thread goes
 // on. After Close, or if Close is called while fn waits, Do returns an error
@@ -148,6 +159,7 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 		if tk.state.CompareAndSwap(queued, dropped) {
 			return ctx.Err()
 		}
+		interrupted(ctx) // fn has started: ask it to stop (WithInterrupt)
 		return <-tk.res
 	}
 }
@@ -220,8 +232,13 @@ func (t *Thread) loop(started chan<- error) {
 		started <- err
 		return
 	}
-	threads.Store(t.id, t)
+	owners.Store(t.id, Owner(t))
 	started <- nil
+	t.serve()
+}
+
+// serve runs tasks until t is closing and its queue is empty.
+func (t *Thread) serve() {
 	for {
 		tk := t.next()
 		if tk == nil {
@@ -247,9 +264,14 @@ func (t *Thread) exit() {
 	if tk := t.current; tk != nil {
 		tk.res <- newError("Thread.Do", ErrPanic, "work called runtime.Goexit on thread "+t.String())
 	}
+	defer close(t.done) // also if the exit hook calls runtime.Goexit
+	defer owners.Delete(t.id)
 	t.err = check("tg_thread_cleanup", C.tg_thread_cleanup())
-	threads.Delete(t.id)
-	close(t.done)
+	if t.onExit != nil {
+		if err := guard("OnExit", t.onExit); t.err == nil {
+			t.err = err
+		}
+	}
 }
 
 // run calls fn, turning a panic into an error.
@@ -377,16 +399,54 @@ func (t *Thread) onThread() bool {
 }
 
 func (t *Thread) shutDownError(op string) error {
+	if t.main != nil {
+		return t.main.shutDownError(op)
+	}
 	return newError(op, ErrShutDown, "thread "+t.String()+" is closed")
 }
 
-// currentThread returns the Thread whose goroutine is calling, or nil.
-func currentThread() *Thread {
-	if t, ok := threads.Load(uint64(C.tg_current_thread_id())); ok {
-		return t.(*Thread)
-	}
-	return nil
+func (t *Thread) onOwner() bool { return t.onThread() }
+
+// ThreadOption configures a Thread at NewThread.
+type ThreadOption func(*Thread)
+
+// OnExit has the Thread run fn on its OS thread as it exits, after its
+// cleanup has destroyed every object it owned: the place for a library's
+// per-thread finalization (Tcl_FinalizeThread, say), which must run on the
+// thread and after its objects are gone. Close returns fn's error if the
+// cleanup succeeded (a panic in fn becomes an error wrapping ErrPanic).
+func OnExit(fn func() error) ThreadOption {
+	return func(t *Thread) { t.onExit = fn }
 }
+
+// EndWithObjects has the Thread close itself once the last object created
+// on it by New (Thread.New, or New in its work) is gone: closed, or
+// dropped and found by its cleanup. Then one Thread per object can be
+// left to the garbage collector with the object: the Thread's cleanup
+// destroys the object if its destruction is still pending, runs the
+// OnExit hook, and ends the OS thread. Before the first object the Thread
+// runs as any other; once it has ended, Do returns ErrShutDown.
+func EndWithObjects() ThreadOption {
+	return func(t *Thread) { t.endWithObjects = true }
+}
+
+// adopt counts an object that New bound to t.
+func (t *Thread) adopt() {
+	if t.endWithObjects {
+		t.objects.Add(1)
+	}
+}
+
+// release uncounts an object of t that is gone, and closes t with its last.
+func (t *Thread) release() {
+	if t.endWithObjects && t.objects.Add(-1) == 0 {
+		t.shutdown()
+	}
+}
+
+func (t *Thread) finished() (<-chan struct{}, *error) { return t.done, &t.err }
+
+func (t *Thread) forgotten() { t.poke() }
 
 // queued returns the number of tasks in the queue, for tests.
 func (t *Thread) queued() int {

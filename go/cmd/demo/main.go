@@ -1,5 +1,6 @@
 // Command demo shows threadguard keeping a thread-affine C object on its
-// own thread: correct use through a Thread, misuse from other threads
+// own thread: correct use through the main thread (handed over as an owner,
+// as GL on macOS requires) and a Thread, misuse from other threads
 // caught (and, without threadguard, the damage it would have done), a
 // forgotten object destroyed on the right thread, and the library's
 // counters.
@@ -18,8 +19,17 @@ import (
 	"threadguard.dev/threadguard/internal/affine"
 )
 
+// The main goroutine stays on the process's main thread, to hand it over.
+func init() { runtime.LockOSThread() }
+
 func main() {
-	if err := run(); err != nil {
+	var err error
+	// The demo runs on another goroutine while the main thread serves the
+	// work sent to it; Run returns once the main thread is given back.
+	if herr := threadguard.Main().Run(func() { err = run() }); err == nil {
+		err = herr
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -43,10 +53,9 @@ func run() error {
 	fmt.Println("context or an interpreter does. Called from another thread, it silently reads")
 	fmt.Println("and writes that thread's state instead.")
 
-	gl, err := threadguard.NewThread("gl-main")
-	if err != nil {
-		return err
-	}
+	// The GL-like context lives on the process's main thread, the owner
+	// that libraries such as Cocoa and GLFW on macOS demand.
+	gl := threadguard.Main()
 	defer gl.Close() // Close is idempotent: these only matter on an early return
 	audio, err := threadguard.NewThread("audio")
 	if err != nil {
@@ -55,7 +64,7 @@ func run() error {
 	defer audio.Close()
 
 	// 1. Correct use.
-	section("1. Correct use: the counter is owned by a Thread")
+	section("1. Correct use: the counter is owned by the main thread")
 	var counterPtr unsafe.Pointer
 	counter, err := gl.New(ctx, affine.Tag, affine.Destructor(), created(&counterPtr))
 	if err != nil {
@@ -86,7 +95,7 @@ func run() error {
 		}()
 	}
 	wg.Wait()
-	fmt.Printf("thread %s owns the counter (handle %v).\n", gl, counter.Handle())
+	fmt.Printf("the main thread %s owns the counter (handle %v).\n", gl, counter.Handle())
 	fmt.Printf("%d goroutines made %d calls with counter.With; each ran on thread %d.\n", goroutines, goroutines*calls, gl.ID())
 	fmt.Printf("value: %d; calls that ran elsewhere: %d\n", value(ctx, counter), offOwner)
 
@@ -164,7 +173,7 @@ func run() error {
 	fmt.Printf("  threads: %d live, %d started; panics caught: %d\n", s.ThreadsLive, s.ThreadsStarted, s.Panics)
 
 	// 5. Shutdown.
-	section("5. Shutdown: Close the objects and the Threads")
+	section("5. Shutdown: Close the objects and the Thread, give the main thread back")
 	for _, c := range []interface{ Close() error }{counter, victim, gl, audio} {
 		if err := c.Close(); err != nil {
 			return err
@@ -178,7 +187,7 @@ func run() error {
 }
 
 // forget creates an object on th and drops it without Close.
-func forget(ctx context.Context, th *threadguard.Thread) (serial uint64, err error) {
+func forget(ctx context.Context, th threadguard.Owner) (serial uint64, err error) {
 	var p unsafe.Pointer
 	if _, err = th.New(ctx, affine.Tag, affine.Destructor(), created(&p)); err != nil {
 		return 0, err
