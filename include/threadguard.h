@@ -463,8 +463,7 @@ uint64_t tg_current_thread_id(void);
  *
  * Returns TG_OK, or TG_ERR_NULL_POINTER if `out_count` is NULL.
  *
- * # Safety
- * `out_count` must be NULL or valid for writing one `uint32_t`.
+ * Caller's contract: `out_count` must be NULL or valid for writing one `uint32_t`.
  */
 tg_status tg_copies_loaded(uint32_t *out_count);
 

@@ -19,8 +19,8 @@ use super::tg_status;
 ///
 /// Returns TG_OK, or TG_ERR_NULL_POINTER if `out_count` is NULL.
 ///
-/// # Safety
-/// `out_count` must be NULL or valid for writing one `uint32_t`.
+/// Caller's contract: `out_count` must be NULL or valid for writing one `uint32_t`.
+#[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_copies_loaded(out_count: *mut u32) -> tg_status {
     guarded("tg_copies_loaded", || {
