@@ -69,8 +69,10 @@ impl Gate {
     }
 }
 
-/// Counts its drop in the log, then panics.
-struct PanicsAfterLogging(common::Tracked);
+/// Panics when dropped; its field then logs the drop.
+struct PanicsAfterLogging {
+    _logged: common::Tracked,
+}
 
 impl Drop for PanicsAfterLogging {
     fn drop(&mut self) {
@@ -83,7 +85,7 @@ fn unrun_work_whose_destructor_panics_is_dropped_once_and_the_stop_completes() {
     let log = DropLog::default();
     let runner = Arc::new(Runner::start("contained", 8).unwrap());
     let gate = Gate::close(&runner);
-    let capture = PanicsAfterLogging(log.value(1));
+    let capture = PanicsAfterLogging { _logged: log.value(1) };
     let (done_tx, done_rx) = mpsc::channel();
     runner
         .post(
