@@ -7,6 +7,8 @@
 #                 and shared, valgrind, ASan/UBSan), Go tests with -race, and short fuzz runs
 #   make header   regenerate include/threadguard.h from src/ffi
 #   make bench    benchmarks, side by side with the alternatives
+#   make coverage line and region coverage of src/ by the Rust, release and C tests (not part of
+#                 make test; scripts/coverage.sh says what it counts)
 
 CARGO      ?= cargo
 GO         ?= go
@@ -15,7 +17,7 @@ TG_INCLUDE ?= include
 HEADER     := $(TG_INCLUDE)/threadguard.h
 STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
 
-.PHONY: all lib demo demo-c test test-rust test-loom miri lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
+.PHONY: all lib demo demo-c coverage test test-rust test-loom miri lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
 
 all: lib
 
@@ -105,6 +107,9 @@ miri:
 
 test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan nim-tests nim-go-tests test-go go-fuzz-smoke fuzz-smoke
 	@echo "make test: all suites passed"
+
+coverage:
+	scripts/coverage.sh
 
 clean:
 	$(CARGO) clean
