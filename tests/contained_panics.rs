@@ -1,7 +1,8 @@
 //! Panics the library contains, and values it drops instead of running: each is reported or
 //! counted once, never lost and never run twice.
 //!
-//! - A destructor that panics with a payload that is not a string still reports `Panic`.
+//! - A destructor that panics reports `Panic` with its message (formatted or static), or says
+//!   that the payload was not a string.
 //! - Work that a stop fails is dropped unrun on the runner; a panic in its destructor is
 //!   contained and counted, and the runner still finishes its stop.
 //! - Entries left in a dropped completion queue are dropped exactly once.
@@ -24,6 +25,28 @@ impl Drop for PanicsWithANumber {
     fn drop(&mut self) {
         std::panic::panic_any(42u32);
     }
+}
+
+/// Panics with a formatted (`String`) message when dropped.
+struct PanicsWithAFormattedMessage(u32);
+
+impl Drop for PanicsWithAFormattedMessage {
+    fn drop(&mut self) {
+        panic!("value {} refuses to go", self.0);
+    }
+}
+
+#[test]
+fn a_destructor_panicking_with_a_formatted_message_reports_the_message() {
+    std::thread::spawn(|| {
+        let handle = register(PanicsWithAFormattedMessage(9)).unwrap();
+        let error = destroy(handle).unwrap_err();
+        assert_eq!(error.status(), Status::Panic);
+        assert!(error.message().ends_with("panicked: value 9 refuses to go"), "{error}");
+        assert_eq!(destroy(handle).unwrap_err().status(), Status::Stale, "destroyed all the same, once");
+    })
+    .join()
+    .unwrap();
 }
 
 #[test]
