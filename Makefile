@@ -7,7 +7,7 @@
 #                 and shared, valgrind, ASan/UBSan), Go tests with -race, and short fuzz runs
 #   make header   regenerate include/threadguard.h from src/ffi
 #   make bench    benchmarks, side by side with the alternatives
-#   make coverage line and region coverage of src/ by the Rust, release and C tests (not part of
+#   make coverage line and region coverage of src/ by the Rust, large and C tests (not part of
 #                 make test; scripts/coverage.sh says what it counts)
 
 CARGO      ?= cargo

@@ -1,33 +1,34 @@
 #!/usr/bin/env bash
-# Line and region coverage of src/ by the Rust unit and integration tests and the C/C++ consumer
-# tests, measured with cargo-llvm-cov (`make coverage`).
+# Line and region coverage of src/ by the Rust unit and integration tests, the large tests and the
+# C/C++ consumer tests, measured with cargo-llvm-cov (`make coverage`).
 #
-#   scripts/coverage.sh                      debug build; the large tests are left out
-#   TG_COVERAGE_LONG=1 scripts/coverage.sh   release build, large tests included
+#   scripts/coverage.sh                      release build, large tests included (about 8 minutes
+#                                            on two cores)
+#   TG_COVERAGE_LONG=0 scripts/coverage.sh   debug build without the large tests (about 3 minutes)
 #
 # Installs what it needs if missing: rustup's llvm-tools-preview component and cargo-llvm-cov
 # (a pinned version). Builds everything instrumented in target/coverage, apart from the normal
 # build, then runs:
-#   1. the Rust unit and integration tests;
-#   2. with TG_COVERAGE_LONG=1, also the large tests that `make test` runs in release
+#   1. the Rust unit and integration tests, and the large tests that `make test` runs in release
 #      (`--ignored`: 2^31 reuses of one slot, ten million objects, a million destroyed at thread
-#      exit). They are too slow in a debug build, so that run builds and measures everything in
-#      release instead (debug assertions are then compiled out). Instrumented, they add about
-#      five minutes on two cores, which is why they are not in the default run; the only code
-#      they reach that nothing else does is slot retirement in src/table.rs;
-#   3. the instrumented static and shared library, with the C and C++ consumer tests of
+#      exit). Those are too slow in a debug build, so the full run builds and measures
+#      everything in release (debug assertions are then compiled out); instrumented, they take
+#      about five minutes. The only code they reach that nothing else does is slot retirement
+#      in src/table.rs. TG_COVERAGE_LONG=0 leaves them out and measures a debug build;
+#   2. the instrumented static and shared library, with the C and C++ consumer tests of
 #      `make c-tests` linked against it.
 # Every step uses the same build, so their counts add up (profiles of a differently built copy
 # of a function would be dropped as mismatched). Then it prints the summary per file of src/
 # and the lines no test reaches, and writes an HTML report to target/coverage/html. Doc tests
 # are not counted (instrumenting them needs a nightly toolchain), nor are processes that abort
 # on purpose (a forked child under the ABORT policy, the throwing callbacks of test_unwind):
-# a process writes its profile only when it exits.
+# a process writes its profile only when it exits. A few paths depend on thread timing (a
+# destroy request racing its owner's exit), so figures vary by a line or two between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_LLVM_COV_VERSION=0.9.1
-if [ "${TG_COVERAGE_LONG:-0}" != 0 ]; then
+if [ "${TG_COVERAGE_LONG:-1}" != 0 ]; then
     profile=(--release) dir=release ignored=(-- --include-ignored)
 else
     profile=() dir=debug ignored=()

@@ -206,3 +206,50 @@ fn c_work_failed_by_stop_is_answered_exactly_once_and_never_runs() {
     assert_eq!(unsafe { ffi::tg_cq_wait(cq, 0, &mut tag, &mut status, &mut result) }, TG_ERR_TIMEOUT, "one entry");
     assert_eq!(ffi::tg_cq_destroy(cq), TG_OK);
 }
+
+#[test]
+fn a_c_caller_blocked_on_work_that_a_stop_fails_gets_shut_down_and_its_work_never_runs() {
+    use std::sync::{Arc, mpsc};
+    let runner = Arc::new(Runner::start("edge-blocked", 4).unwrap());
+    // Hold the runner inside a Rust job until `open` is sent.
+    let (entered_tx, entered) = mpsc::channel();
+    let (open, opened) = mpsc::channel::<()>();
+    runner
+        .post(
+            move || {
+                entered_tx.send(()).unwrap();
+                opened.recv().unwrap();
+            },
+            |_| (),
+        )
+        .unwrap();
+    entered.recv().unwrap();
+
+    let runs = Arc::new(AtomicUsize::new(0));
+    let handle = runner.handle();
+    let caller_runs = Arc::clone(&runs);
+    let caller = thread::spawn(move || {
+        let context = Arc::as_ptr(&caller_runs).cast_mut().cast::<c_void>();
+        let mut result = std::ptr::dangling_mut::<c_void>();
+        // SAFETY: `count_run` gets a live `AtomicUsize`; `record_abandon` ignores its context;
+        // `result` is valid for writes.
+        let status =
+            unsafe { ffi::tg_runner_call(handle, Some(count_run), context, -1, Some(record_abandon), &mut result) };
+        (status, result == std::ptr::dangling_mut())
+    });
+    eventually("the blocked call is queued", || runner.queued() == 1);
+
+    let stopping = Arc::clone(&runner);
+    let stopper = thread::spawn(move || stopping.stop());
+    eventually("the runner stops taking work", || {
+        runner.post(|| (), |_| ()).is_err_and(|error| error.status() == Status::ShutDown)
+    });
+    open.send(()).unwrap();
+    stopper.join().unwrap().unwrap();
+    assert_eq!(caller.join().unwrap(), (TG_ERR_SHUT_DOWN, true), "refused, `*out_result` untouched");
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "the failed work never ran");
+    assert!(
+        !ANSWERS.lock().unwrap().iter().any(|(what, status, _)| *what == "abandon" && *status == TG_ERR_SHUT_DOWN),
+        "abandon runs only after a timeout"
+    );
+}
