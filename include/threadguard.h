@@ -181,7 +181,8 @@ typedef struct tg_stats {
 /**
  * Destroys a registered object. Called exactly once, on the owner thread. May be NULL.
  * It may call back into threadguard (destroy other objects, register new ones). It must return
- * normally: if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" above).
+ * normally: if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the
+ * top of threadguard.h).
  */
 typedef void (*tg_destructor)(void *object);
 
@@ -205,7 +206,8 @@ typedef struct tg_handle {
 /**
  * A borrow callback: runs on the owner thread with the object and the caller's context.
  * The object pointer is valid only until it returns; do not keep it. It must return normally:
- * if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" above).
+ * if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the top of
+ * threadguard.h).
  */
 typedef void (*tg_borrow_fn)(void *object, void *context);
 
@@ -213,7 +215,7 @@ typedef void (*tg_borrow_fn)(void *object, void *context);
  * Work for a runner: called once, on the runner thread, with the context it was posted with.
  * It may store a result in `*out_result` (which starts as NULL). It may call into threadguard
  * (objects it registers are owned by the runner). It must return normally: if it unwinds (a C++
- * exception, say), the process aborts (see "Callbacks" above).
+ * exception, say), the process aborts (see "Callbacks" at the top of threadguard.h).
  */
 typedef void (*tg_work_fn)(void *context, void **out_result);
 

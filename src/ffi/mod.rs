@@ -81,12 +81,14 @@ const_assert_eq!(TG_ABI_VERSION, crate::ABI_VERSION);
 
 /// Destroys a registered object. Called exactly once, on the owner thread. May be NULL.
 /// It may call back into threadguard (destroy other objects, register new ones). It must return
-/// normally: if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" above).
+/// normally: if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the
+/// top of threadguard.h).
 pub type tg_destructor = Option<unsafe extern "C-unwind" fn(object: *mut c_void)>;
 
 /// A borrow callback: runs on the owner thread with the object and the caller's context.
 /// The object pointer is valid only until it returns; do not keep it. It must return normally:
-/// if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" above).
+/// if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the top of
+/// threadguard.h).
 pub type tg_borrow_fn = Option<unsafe extern "C-unwind" fn(object: *mut c_void, context: *mut c_void)>;
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// Work for a runner: called once, on the runner thread, with the context it was posted with.
 /// It may store a result in `*out_result` (which starts as NULL). It may call into threadguard
 /// (objects it registers are owned by the runner). It must return normally: if it unwinds (a C++
-/// exception, say), the process aborts (see "Callbacks" above).
+/// exception, say), the process aborts (see "Callbacks" at the top of threadguard.h).
 pub type tg_work_fn = Option<unsafe extern "C-unwind" fn(context: *mut c_void, out_result: *mut *mut c_void)>;
 
 /// Receives the outcome of posted work, exactly once, on the runner thread: `status` TG_OK with
