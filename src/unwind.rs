@@ -11,11 +11,11 @@
 //! above the callback runs. So a callback that unwinds never leaves an entry busy, a job
 //! without its completion, or a destructor half-counted: the process ends at that point, loudly.
 //!
-//! Without the guard the outcome would still be an abort, but a less useful one: a foreign
-//! exception that reaches `catch_unwind` aborts with "Rust cannot catch foreign exceptions", one
-//! that reaches an `extern "C"` function aborts with "panic in a function that cannot unwind",
-//! and a Rust panic would be caught and reported as if the library had panicked, with the
-//! callback's work (a runner job's completion, say) silently lost.
+//! With `"C-unwind"` types but no guard, the outcome would mostly be an abort too, but a less
+//! useful one: a foreign exception that reaches `catch_unwind` aborts with "Rust cannot catch
+//! foreign exceptions", one that reaches an `extern "C"` function aborts with "panic in a
+//! function that cannot unwind", and a Rust panic would be caught and reported as if the
+//! library had panicked, with the callback's work (a runner job's completion, say) lost.
 //!
 //! What this does not cover, because Rust leaves it undefined: leaving a callback by `longjmp`
 //! (which skips the frames in between without running anything, this guard included) and by a
