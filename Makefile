@@ -10,6 +10,8 @@
 #   make install  install the header, libraries, pkg-config file and CMake package (PREFIX,
 #                 DESTDIR; install/install.mk); make uninstall removes them
 #   make bench    benchmarks, side by side with the alternatives
+#   make coverage line and region coverage of src/ by the Rust, large and C tests (not part of
+#                 make test; scripts/coverage.sh says what it counts)
 
 CARGO      ?= cargo
 GO         ?= go
@@ -21,7 +23,7 @@ STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
 # the Go module links the installed library through pkg-config (go/link.go).
 TG_GO_TAGS ?= threadguard_static
 
-.PHONY: all lib demo demo-c test test-rust test-loom miri lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
+.PHONY: all lib demo demo-c coverage test test-rust test-loom miri lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
 
 all: lib
 
@@ -122,6 +124,9 @@ miri:
 
 test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan install-check nim-tests nim-go-tests test-go go-fuzz-smoke fuzzkit-tests fuzz-smoke
 	@echo "make test: all suites passed"
+
+coverage:
+	scripts/coverage.sh
 
 clean:
 	$(CARGO) clean

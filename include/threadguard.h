@@ -39,6 +39,21 @@
  * may ask the owner to destroy it later (tg_destroy_later). A thread's objects are destroyed on
  * that thread when it exits; the main thread should call tg_thread_cleanup before returning
  * from main, since its thread-local destructors do not run.
+ *
+ * Callbacks: every function pointer passed to threadguard (tg_with callbacks, destructors,
+ * runner work, completion and abandon functions, discard functions) must return normally;
+ * catch C++ exceptions inside it. If a C++ exception leaves one anyway, threadguard writes
+ * "threadguard: <which callback> unwound ..." to stderr and aborts the process (SIGABRT) right
+ * there: no handler above the threadguard call sees the exception, and nothing runs twice.
+ * Leaving a callback by longjmp, pthread_exit or thread cancellation is undefined behaviour
+ * and not supported (with glibc, pthread_exit and cancellation usually hit the same abort).
+ * A longjmp skips threadguard's frames without running them. What can happen, for instance:
+ * out of a tg_with callback, the object stays busy for good (never destroyed, not even at
+ * thread exit) and the thread counts itself inside a borrow from then on (tg_thread_cleanup
+ * returns TG_ERR_BUSY; destroy requests from other threads run only at tg_run_pending); out of
+ * a destructor run by tg_thread_cleanup, the thread refuses registrations with TG_ERR_SHUT_DOWN
+ * from then on; counters go wrong; and the compiled code may have assumed that the skipped
+ * frames finish, so worse can happen.
  */
 
 
@@ -174,7 +189,9 @@ typedef struct tg_stats {
 
 /**
  * Destroys a registered object. Called exactly once, on the owner thread. May be NULL.
- * It may call back into threadguard (destroy other objects, register new ones), but must not unwind.
+ * It may call back into threadguard (destroy other objects, register new ones). It must return
+ * normally: if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the
+ * top of threadguard.h).
  */
 typedef void (*tg_destructor)(void *object);
 
@@ -197,27 +214,31 @@ typedef struct tg_handle {
 
 /**
  * A borrow callback: runs on the owner thread with the object and the caller's context.
- * The object pointer is valid only until it returns; do not keep it.
+ * The object pointer is valid only until it returns; do not keep it. It must return normally:
+ * if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the top of
+ * threadguard.h).
  */
 typedef void (*tg_borrow_fn)(void *object, void *context);
 
 /**
  * Work for a runner: called once, on the runner thread, with the context it was posted with.
  * It may store a result in `*out_result` (which starts as NULL). It may call into threadguard
- * (objects it registers are owned by the runner). It must not unwind.
+ * (objects it registers are owned by the runner). It must return normally: if it unwinds (a C++
+ * exception, say), the process aborts (see "Callbacks" at the top of threadguard.h).
  */
 typedef void (*tg_work_fn)(void *context, void **out_result);
 
 /**
  * Receives the outcome of posted work, exactly once, on the runner thread: `status` TG_OK with
  * the work's `result`, or an error code with `result` NULL (the work did not run). It may call
- * into threadguard; it must not unwind.
+ * into threadguard. It must return normally: if it unwinds, the process aborts.
  */
 typedef void (*tg_completion_fn)(void *context, tg_status status, void *result);
 
 /**
  * Receives a completion-queue entry that will never be waited for (its queue was destroyed),
- * exactly once, with the entry's tag, status and result. It must not unwind.
+ * exactly once, with the entry's tag, status and result. It must return normally: if it
+ * unwinds, the process aborts.
  */
 typedef void (*tg_discard_fn)(uint64_t tag, tg_status status, void *result);
 

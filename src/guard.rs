@@ -217,9 +217,10 @@ impl ThreadState {
             Kind::Foreign { destructor: Some(destructor), .. } => {
                 // SAFETY: the destructor and object were registered together by this thread,
                 // which owns the object (I1); the entry was removed from the table before this
-                // call, so this runs exactly once (I5). A C function cannot unwind into Rust
-                // (an unwinding `extern "C"` call aborts), so no catch is needed.
-                unsafe { destructor(removed.object) };
+                // call, so this runs exactly once (I5). If it unwinds, the process aborts.
+                crate::unwind::abort_on_unwind("a destructor (tg_destructor)", || unsafe {
+                    destructor(removed.object)
+                });
                 Ok(())
             }
             Kind::Foreign { destructor: None, .. } => Ok(()),

@@ -33,6 +33,7 @@
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
 //! - `guard`: the checked operations (I2, I4, I6).
+//! - `unwind`: how C function pointers are called: a callback that unwinds aborts (I3).
 //! - [`runner`]: a dedicated owner thread fed by a bounded queue, with callbacks, blocking
 //!   calls and completion queues, for hosts that cannot pin their callers.
 //! - [`diagnostics`]: counters, violation policy, versions.
@@ -54,6 +55,7 @@ mod inbox;
 mod keymix;
 mod state;
 mod table;
+mod unwind;
 
 pub mod ffi;
 pub mod runner;

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 
 /// A C destructor: `void (*)(void *object)`.
-pub type ForeignDestructor = unsafe extern "C" fn(object: *mut c_void);
+pub type ForeignDestructor = unsafe extern "C-unwind" fn(object: *mut c_void);
 
 /// How a Rust-native object is typed and dropped: one static instance per registered type.
 #[derive(Debug)]
@@ -440,8 +440,8 @@ mod tests {
         assert!(std::mem::size_of::<Entry>() + 4 <= 24);
     }
 
-    unsafe extern "C" fn destructor_a(_: *mut c_void) {}
-    unsafe extern "C" fn destructor_b(_: *mut c_void) {}
+    unsafe extern "C-unwind" fn destructor_a(_: *mut c_void) {}
+    unsafe extern "C-unwind" fn destructor_b(_: *mut c_void) {}
 
     #[test]
     fn entries_share_one_disposer_per_destructor() {

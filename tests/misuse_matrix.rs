@@ -42,10 +42,10 @@ fn name(status: tg_status) -> String {
     full.trim_start_matches("TG_ERR_").trim_start_matches("TG_").to_owned()
 }
 
-unsafe extern "C" fn nothing(_object: *mut c_void, _context: *mut c_void) {}
+unsafe extern "C-unwind" fn nothing(_object: *mut c_void, _context: *mut c_void) {}
 
 /// Runs the `FnMut()` that `context` points to, inside a borrow.
-unsafe extern "C" fn run_closure(_object: *mut c_void, context: *mut c_void) {
+unsafe extern "C-unwind" fn run_closure(_object: *mut c_void, context: *mut c_void) {
     // SAFETY: `context` is the `&mut &mut dyn FnMut()` made by `inside_borrow`, alive for the call.
     let f = unsafe { &mut *context.cast::<&mut dyn FnMut()>() };
     f();

@@ -557,16 +557,16 @@ fn a_runner_may_call_another_runner() {
 
 // ---- The C path, called from Rust --------------------------------------------------------
 
-unsafe extern "C" fn noop(_context: *mut c_void, _out: *mut *mut c_void) {}
+unsafe extern "C-unwind" fn noop(_context: *mut c_void, _out: *mut *mut c_void) {}
 
-unsafe extern "C" fn thread_name(_context: *mut c_void, out: *mut *mut c_void) {
+unsafe extern "C-unwind" fn thread_name(_context: *mut c_void, out: *mut *mut c_void) {
     let name = thread::current().name().unwrap_or("").to_owned();
     // SAFETY: `out` is the valid result slot the runner passes.
     unsafe { *out = std::ffi::CString::new(name).unwrap().into_raw().cast() };
 }
 
 /// Adds 1 to the `AtomicU64` the context points to, and returns the context as the result.
-unsafe extern "C" fn bump(context: *mut c_void, out: *mut *mut c_void) {
+unsafe extern "C-unwind" fn bump(context: *mut c_void, out: *mut *mut c_void) {
     // SAFETY: every test passes a pointer to a live `AtomicU64` as the context.
     unsafe { (*context.cast::<AtomicU64>()).fetch_add(1, Ordering::Relaxed) };
     // SAFETY: `out` is the valid result slot the runner passes.
@@ -575,7 +575,7 @@ unsafe extern "C" fn bump(context: *mut c_void, out: *mut *mut c_void) {
 
 static DISCARDED: AtomicU64 = AtomicU64::new(0);
 
-unsafe extern "C" fn count_discard(_tag: u64, _status: tg_status, _result: *mut c_void) {
+unsafe extern "C-unwind" fn count_discard(_tag: u64, _status: tg_status, _result: *mut c_void) {
     DISCARDED.fetch_add(1, Ordering::SeqCst);
 }
 
@@ -589,10 +589,10 @@ fn c_start(name: &std::ffi::CStr, capacity: u32) -> Handle {
 #[test]
 fn c_call_timeout_hands_the_context_to_abandon_exactly_once() {
     static ABANDONED: Mutex<Vec<(usize, tg_status, usize)>> = Mutex::new(Vec::new());
-    unsafe extern "C" fn abandon(context: *mut c_void, status: tg_status, result: *mut c_void) {
+    unsafe extern "C-unwind" fn abandon(context: *mut c_void, status: tg_status, result: *mut c_void) {
         ABANDONED.lock().unwrap().push((context as usize, status, result as usize));
     }
-    unsafe extern "C" fn slow(context: *mut c_void, out: *mut *mut c_void) {
+    unsafe extern "C-unwind" fn slow(context: *mut c_void, out: *mut *mut c_void) {
         thread::sleep(Duration::from_millis(100));
         // SAFETY: `out` is the valid result slot the runner passes.
         unsafe { *out = context };
@@ -670,12 +670,12 @@ struct StressCounts {
     failed: AtomicU64,
 }
 
-unsafe extern "C" fn stress_work(context: *mut c_void, _out: *mut *mut c_void) {
+unsafe extern "C-unwind" fn stress_work(context: *mut c_void, _out: *mut *mut c_void) {
     // SAFETY: the stress test passes a `StressCounts` that outlives the runner.
     unsafe { &*context.cast::<StressCounts>() }.ran.fetch_add(1, Ordering::Relaxed);
 }
 
-unsafe extern "C" fn stress_done(context: *mut c_void, status: tg_status, _result: *mut c_void) {
+unsafe extern "C-unwind" fn stress_done(context: *mut c_void, status: tg_status, _result: *mut c_void) {
     // SAFETY: as in `stress_work`.
     let counts = unsafe { &*context.cast::<StressCounts>() };
     match status {

@@ -16,12 +16,12 @@ use threadguard::ffi::*;
 static DESTROYED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 static CALLED: Mutex<Vec<usize>> = Mutex::new(Vec::new());
 
-unsafe extern "C" fn count_destroy(object: *mut c_void) {
+unsafe extern "C-unwind" fn count_destroy(object: *mut c_void) {
     DESTROYED.lock().unwrap().push(object as usize);
 }
 
 /// Records the call, then re-enters: the same object is busy, and cleanup is refused inside a borrow.
-unsafe extern "C" fn reenter(object: *mut c_void, context: *mut c_void) {
+unsafe extern "C-unwind" fn reenter(object: *mut c_void, context: *mut c_void) {
     CALLED.lock().unwrap().push(object as usize);
     if !context.is_null() {
         // SAFETY: a non-null context is always the `Handle` of the borrowed object, alive for the call.

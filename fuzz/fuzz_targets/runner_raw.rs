@@ -37,14 +37,14 @@ fn log<R>(f: impl FnOnce(&mut Log) -> R) -> R {
     f(LOG.lock().unwrap().get_or_insert_with(Log::default))
 }
 
-unsafe extern "C" fn destroy_object(object: *mut c_void) {
+unsafe extern "C-unwind" fn destroy_object(object: *mut c_void) {
     let thread = tg_current_thread_id();
     log(|log| log.objects.entry(object as u64).or_default().1.push(thread));
 }
 
 /// Work: records where it ran, returns its context as the result; some register an object on
 /// the runner (destroyed when it stops), some take a millisecond (so queues fill and calls time out).
-unsafe extern "C" fn work(context: *mut c_void, out_result: *mut *mut c_void) {
+unsafe extern "C-unwind" fn work(context: *mut c_void, out_result: *mut *mut c_void) {
     let id = context as u64;
     let thread = tg_current_thread_id();
     log(|log| log.ran.entry(id).or_default().push(thread));
@@ -63,12 +63,12 @@ unsafe extern "C" fn work(context: *mut c_void, out_result: *mut *mut c_void) {
     unsafe { out_result.write(context) };
 }
 
-unsafe extern "C" fn done(context: *mut c_void, status: tg_status, result: *mut c_void) {
+unsafe extern "C-unwind" fn done(context: *mut c_void, status: tg_status, result: *mut c_void) {
     let thread = tg_current_thread_id();
     log(|log| log.done.entry(context as u64).or_default().push((status, result as u64, thread)));
 }
 
-unsafe extern "C" fn discard(tag: u64, status: tg_status, result: *mut c_void) {
+unsafe extern "C-unwind" fn discard(tag: u64, status: tg_status, result: *mut c_void) {
     log(|log| log.discarded.entry(tag).or_default().push((status, result as u64)));
 }
 

@@ -90,12 +90,16 @@ pub const TG_ABI_VERSION: u32 = 1;
 const_assert_eq!(TG_ABI_VERSION, crate::ABI_VERSION);
 
 /// Destroys a registered object. Called exactly once, on the owner thread. May be NULL.
-/// It may call back into threadguard (destroy other objects, register new ones), but must not unwind.
-pub type tg_destructor = Option<unsafe extern "C" fn(object: *mut c_void)>;
+/// It may call back into threadguard (destroy other objects, register new ones). It must return
+/// normally: if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the
+/// top of threadguard.h).
+pub type tg_destructor = Option<unsafe extern "C-unwind" fn(object: *mut c_void)>;
 
 /// A borrow callback: runs on the owner thread with the object and the caller's context.
-/// The object pointer is valid only until it returns; do not keep it.
-pub type tg_borrow_fn = Option<unsafe extern "C" fn(object: *mut c_void, context: *mut c_void)>;
+/// The object pointer is valid only until it returns; do not keep it. It must return normally:
+/// if it unwinds (a C++ exception, say), the process aborts (see "Callbacks" at the top of
+/// threadguard.h).
+pub type tg_borrow_fn = Option<unsafe extern "C-unwind" fn(object: *mut c_void, context: *mut c_void)>;
 
 #[cfg(test)]
 mod tests {
@@ -128,19 +132,19 @@ mod tests {
         }
     }
 
-    unsafe extern "C" fn destroy_counter(object: *mut c_void) {
+    unsafe extern "C-unwind" fn destroy_counter(object: *mut c_void) {
         // SAFETY: every object registered here is a `Counter` that outlives its registration.
         unsafe { &*object.cast::<Counter>() }.destroyed.fetch_add(1, Ordering::SeqCst);
     }
 
-    unsafe extern "C" fn add(object: *mut c_void, amount: *mut c_void) {
+    unsafe extern "C-unwind" fn add(object: *mut c_void, amount: *mut c_void) {
         // SAFETY: the object is a registered `Counter`; the context points to a `usize`.
         let (counter, amount) = unsafe { (&*object.cast::<Counter>(), *amount.cast::<usize>()) };
         counter.value.fetch_add(amount, Ordering::SeqCst);
     }
 
     /// Borrows the object again from inside its own borrow; writes the status to the context.
-    unsafe extern "C" fn borrow_again(_object: *mut c_void, context: *mut c_void) {
+    unsafe extern "C-unwind" fn borrow_again(_object: *mut c_void, context: *mut c_void) {
         // SAFETY: the context points to a `(Handle, tg_status)` the test owns.
         let (handle, status) = unsafe { &mut *context.cast::<(Handle, tg_status)>() };
         let mut one = 1usize;
@@ -212,7 +216,7 @@ mod tests {
     }
 
     /// Runner work: registers the `Counter` in the context on the runner thread.
-    unsafe extern "C" fn register_on_runner(context: *mut c_void, out_result: *mut *mut c_void) {
+    unsafe extern "C-unwind" fn register_on_runner(context: *mut c_void, out_result: *mut *mut c_void) {
         let mut handle = Handle { owner: 0, key: 0 };
         // SAFETY: the context is a `Counter` that outlives the runner; `handle` is writable.
         let status = unsafe { tg_register(TAG, context, Some(destroy_counter), &mut handle) };

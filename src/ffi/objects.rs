@@ -69,9 +69,8 @@ pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_
             move |object: *mut c_void| {
                 // SAFETY: the handle resolved on its owner thread to a live object of this type
                 // tag, now marked busy (I1, I2, I4); the callback's own soundness is the caller's
-                // contract. C code cannot unwind through this call (an unwinding extern "C"
-                // call aborts).
-                unsafe { callback(object, context) }
+                // contract. If it unwinds, the process aborts (`crate::unwind`).
+                crate::unwind::abort_on_unwind("a tg_with callback", || unsafe { callback(object, context) })
             }
         });
         guard::borrow("tg_with", handle, Expected::Foreign(type_tag), call, "fn")

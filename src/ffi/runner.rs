@@ -19,17 +19,20 @@ use std::sync::Arc;
 
 /// Work for a runner: called once, on the runner thread, with the context it was posted with.
 /// It may store a result in `*out_result` (which starts as NULL). It may call into threadguard
-/// (objects it registers are owned by the runner). It must not unwind.
-pub type tg_work_fn = Option<unsafe extern "C" fn(context: *mut c_void, out_result: *mut *mut c_void)>;
+/// (objects it registers are owned by the runner). It must return normally: if it unwinds (a C++
+/// exception, say), the process aborts (see "Callbacks" at the top of threadguard.h).
+pub type tg_work_fn = Option<unsafe extern "C-unwind" fn(context: *mut c_void, out_result: *mut *mut c_void)>;
 
 /// Receives the outcome of posted work, exactly once, on the runner thread: `status` TG_OK with
 /// the work's `result`, or an error code with `result` NULL (the work did not run). It may call
-/// into threadguard; it must not unwind.
-pub type tg_completion_fn = Option<unsafe extern "C" fn(context: *mut c_void, status: tg_status, result: *mut c_void)>;
+/// into threadguard. It must return normally: if it unwinds, the process aborts.
+pub type tg_completion_fn =
+    Option<unsafe extern "C-unwind" fn(context: *mut c_void, status: tg_status, result: *mut c_void)>;
 
 /// Receives a completion-queue entry that will never be waited for (its queue was destroyed),
-/// exactly once, with the entry's tag, status and result. It must not unwind.
-pub type tg_discard_fn = Option<unsafe extern "C" fn(tag: u64, status: tg_status, result: *mut c_void)>;
+/// exactly once, with the entry's tag, status and result. It must return normally: if it
+/// unwinds, the process aborts.
+pub type tg_discard_fn = Option<unsafe extern "C-unwind" fn(tag: u64, status: tg_status, result: *mut c_void)>;
 
 /// The `owner` field of every runner handle. No thread ID takes this value.
 pub const TG_RUNNER_OWNER: u64 = 0xFFFF_FFFF_FFFF_FFFF;

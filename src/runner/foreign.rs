@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A C discard function (`tg_discard_fn`): receives completions that will never be waited for.
-pub(crate) type DiscardFn = unsafe extern "C" fn(tag: u64, status: i32, result: *mut c_void);
+pub(crate) type DiscardFn = unsafe extern "C-unwind" fn(tag: u64, status: i32, result: *mut c_void);
 
 /// A completion queue created from C.
 pub(crate) struct ForeignQueue {
@@ -31,8 +31,10 @@ impl ForeignQueue {
                 let (status, result) = split(completion.result);
                 // SAFETY: the C caller registered `discard` for this queue's entries; each entry
                 // reaches it at most once (it has left the queue), with the tag and the result
-                // the work produced (or NULL).
-                unsafe { discard(completion.tag, status, result) }
+                // the work produced (or NULL). If it unwinds, the process aborts.
+                crate::unwind::abort_on_unwind("a completion queue's discard function (tg_discard_fn)", || unsafe {
+                    discard(completion.tag, status, result)
+                })
             }) as Discard<RawPtr>
         });
         ForeignQueue { core: Arc::new(CqCore::new(capacity, discard)), capacity }

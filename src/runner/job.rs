@@ -13,14 +13,15 @@ use super::completion::{Completion, CqCore};
 use crate::error::{Error, Status};
 use crate::guard::panic_text;
 use crate::state::with_existing_state;
+use crate::unwind::abort_on_unwind;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
 /// A C work function (`tg_work_fn`): runs on the runner, may store a result in `*out_result`.
-pub(crate) type WorkFn = unsafe extern "C" fn(context: *mut c_void, out_result: *mut *mut c_void);
+pub(crate) type WorkFn = unsafe extern "C-unwind" fn(context: *mut c_void, out_result: *mut *mut c_void);
 /// A C completion function (`tg_completion_fn`).
-pub(crate) type CompletionFn = unsafe extern "C" fn(context: *mut c_void, status: i32, result: *mut c_void);
+pub(crate) type CompletionFn = unsafe extern "C-unwind" fn(context: *mut c_void, status: i32, result: *mut c_void);
 
 /// A C pointer (context or result) that a runner job carries from one thread to another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub(crate) struct RawPtr(pub(crate) *mut c_void);
 // That they may be used on those threads is the documented contract of the C entry points
 // (tg_runner_post and friends), which is what a C caller agrees to by posting them.
 unsafe impl Send for RawPtr {}
+
+/// How an unwinding completion function is named (`crate::unwind`).
+const DONE: &str = "a runner's completion function (tg_completion_fn, done)";
+const ABANDON: &str = "a runner's abandon function (tg_completion_fn, abandon)";
 
 /// Where a C job's outcome goes.
 pub(crate) enum ForeignDone {
@@ -78,15 +83,17 @@ fn call_work(work: WorkFn, context: RawPtr) -> RawPtr {
     let mut result = std::ptr::null_mut();
     // SAFETY: `work` and `context` were posted together by a C caller whose contract is that
     // `work(context, out_result)` may be called once on the runner; `result` is a valid, NULL
-    // initialised slot for the result. A C function cannot unwind into Rust.
-    unsafe { work(context.0, &mut result) };
+    // initialised slot for the result. If it unwinds, the process aborts.
+    abort_on_unwind("a runner's work function (tg_work_fn)", || unsafe { work(context.0, &mut result) });
     RawPtr(result)
 }
 
-fn complete(callback: CompletionFn, context: RawPtr, status: i32, result: RawPtr) {
+/// Calls a completion function (`what` says which: `done` or `abandon`).
+fn complete(what: &'static str, callback: CompletionFn, context: RawPtr, status: i32, result: RawPtr) {
     // SAFETY: the completion function was posted with `context` for exactly this call (made
-    // once per job: see the module doc); `result` is the work's own result or NULL.
-    unsafe { callback(context.0, status, result.0) };
+    // once per job: see the module doc); `result` is the work's own result or NULL. If it
+    // unwinds, the process aborts.
+    abort_on_unwind(what, || unsafe { callback(context.0, status, result.0) });
 }
 
 fn run_foreign(work: WorkFn, context: RawPtr, done: ForeignDone) {
@@ -94,7 +101,7 @@ fn run_foreign(work: WorkFn, context: RawPtr, done: ForeignDone) {
         ForeignDone::Callback(callback) => {
             let result = call_work(work, context);
             if let Some(callback) = callback {
-                complete(callback, context, 0, result);
+                complete(DONE, callback, context, 0, result);
             }
         }
         ForeignDone::Queue { cq, tag } => {
@@ -105,14 +112,14 @@ fn run_foreign(work: WorkFn, context: RawPtr, done: ForeignDone) {
             if !slot.start() {
                 // The caller timed out before the work started: cancelled, never run.
                 if let Some(abandon) = abandon {
-                    complete(abandon, context, Status::Timeout.code(), RawPtr(std::ptr::null_mut()));
+                    complete(ABANDON, abandon, context, Status::Timeout.code(), RawPtr(std::ptr::null_mut()));
                 }
                 return;
             }
             let result = call_work(work, context);
             if let (Some(Ok(late)), Some(abandon)) = (slot.finish(Ok(result)), abandon) {
                 // The caller timed out while the work ran: the late result goes to `abandon`.
-                complete(abandon, context, 0, late);
+                complete(ABANDON, abandon, context, 0, late);
             }
         }
     }
@@ -123,7 +130,7 @@ fn fail_foreign(context: RawPtr, done: ForeignDone, error: Error) {
     match done {
         ForeignDone::Callback(callback) => {
             if let Some(callback) = callback {
-                complete(callback, context, error.status().code(), null);
+                complete(DONE, callback, context, error.status().code(), null);
             }
         }
         ForeignDone::Queue { cq, tag } => cq.deliver(Completion { tag, result: Err(error) }),
@@ -137,7 +144,7 @@ fn fail_foreign(context: RawPtr, done: ForeignDone, error: Error) {
                 Status::Timeout
             };
             if let Some(abandon) = abandon {
-                complete(abandon, context, status.code(), null);
+                complete(ABANDON, abandon, context, status.code(), null);
             }
         }
     }

@@ -186,4 +186,18 @@ mod tests {
         assert_eq!(status(1), Status::WrongType);
         assert_eq!(status(FIRST_RESERVED_OWNER), Status::Stale);
     }
+
+    #[test]
+    fn an_exhausted_id_counter_is_refused_never_wrapped() {
+        let registry: Registry<u32> = Registry::new("number", "dropped", QUEUE_OWNER);
+        let first = registry.insert(Arc::new(1)).unwrap();
+        assert!(registry.remove(Handle { owner: RUNNER_OWNER, ..first }).is_none(), "another kind's handle");
+        registry.write().next_id = u64::MAX;
+        let error = registry.insert(Arc::new(2)).unwrap_err();
+        assert_eq!(error.status(), Status::Limit);
+        assert_eq!(error.message(), "the number ID counter is exhausted");
+        assert_eq!(registry.read().live.len(), 1, "nothing was registered");
+        assert_eq!(registry.read().next_id, u64::MAX, "the counter did not wrap");
+        assert_eq!(*registry.resolve("t", first).unwrap(), 1);
+    }
 }

@@ -10,7 +10,9 @@
 #
 # Targets:
 #   c-tests           build every test program in 4 variants (C static, C shared,
-#                     C++ static, C++ shared) and run them all; fails on any failure
+#                     C++ static, C++ shared), and the C++-only tests (throwing
+#                     callbacks) static and shared, and run them all; fails on any
+#                     failure
 #   c-tests-build     only build those 4 variants
 #   c-tests-valgrind  run the C static variants under valgrind (memcheck)
 #   c-tests-asan      build the tests with ASan + UBSan (the C code only: the Rust
@@ -32,6 +34,8 @@ TG_NATIVE_LIBS ?= -lpthread -ldl -lm
 
 TG_C_DIR := tests/c
 TG_C_TESTS := test_api test_threads test_forged test_runner test_late_exit test_fork
+# C++ only (tests/c/*.cpp): callbacks that throw.
+TG_CXX_TESTS := test_unwind
 TG_C_DEPS := $(TG_C_DIR)/tg_test.h $(TG_INCLUDE)/threadguard.h
 TG_C_LIB_A := $(TG_LIB_DIR)/libthreadguard.a
 TG_C_LIB_SO := $(TG_LIB_DIR)/libthreadguard.so
@@ -44,6 +48,7 @@ TG_C_WARN := -Wall -Wextra -Werror -pedantic
 TG_C_COMMON := $(TG_C_WARN) -O1 -g -I$(TG_INCLUDE) -I$(TG_C_DIR) $(TG_C_VERSION_DEF)
 TG_C_CFLAGS := -std=c99 $(TG_C_COMMON)
 TG_C_CXXFLAGS := -x c++ -std=c++17 $(TG_C_COMMON)
+TG_CXX_ONLY_FLAGS := -std=c++17 $(TG_C_COMMON)
 TG_C_SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 TG_C_LINK_STATIC := $(TG_C_LIB_A) $(TG_NATIVE_LIBS)
 TG_C_LINK_SHARED := -L$(TG_LIB_DIR) -lthreadguard -Wl,-rpath,$(abspath $(TG_LIB_DIR)) $(TG_NATIVE_LIBS)
@@ -53,7 +58,10 @@ TG_C_BIN_C_SHARED := $(TG_C_TESTS:%=$(TG_C_BUILD)/c-shared/%)
 TG_C_BIN_CXX_STATIC := $(TG_C_TESTS:%=$(TG_C_BUILD)/cxx-static/%)
 TG_C_BIN_CXX_SHARED := $(TG_C_TESTS:%=$(TG_C_BUILD)/cxx-shared/%)
 TG_C_BIN_ASAN := $(TG_C_TESTS:%=$(TG_C_BUILD)/asan/%)
-TG_C_BIN_ALL := $(TG_C_BIN_C_STATIC) $(TG_C_BIN_C_SHARED) $(TG_C_BIN_CXX_STATIC) $(TG_C_BIN_CXX_SHARED)
+TG_CXX_BIN_STATIC := $(TG_CXX_TESTS:%=$(TG_C_BUILD)/cxx-static/%)
+TG_CXX_BIN_SHARED := $(TG_CXX_TESTS:%=$(TG_C_BUILD)/cxx-shared/%)
+TG_C_BIN_ALL := $(TG_C_BIN_C_STATIC) $(TG_C_BIN_C_SHARED) $(TG_C_BIN_CXX_STATIC) $(TG_C_BIN_CXX_SHARED) \
+	$(TG_CXX_BIN_STATIC) $(TG_CXX_BIN_SHARED)
 TG_C_DEMO := $(TG_C_BUILD)/demo/demo
 
 # Valgrind: every memcheck error and every definite leak fails the run. A few
@@ -123,6 +131,14 @@ $(TG_C_BIN_CXX_STATIC): $(TG_C_BUILD)/cxx-static/%: $(TG_C_DIR)/%.c $(TG_C_DEPS)
 $(TG_C_BIN_CXX_SHARED): $(TG_C_BUILD)/cxx-shared/%: $(TG_C_DIR)/%.c $(TG_C_DEPS) $(TG_C_LIB_SO)
 	@mkdir -p $(@D)
 	$(TG_CXX) $(TG_C_CXXFLAGS) $< -x none $(TG_C_LINK_SHARED) -o $@
+
+$(TG_CXX_BIN_STATIC): $(TG_C_BUILD)/cxx-static/%: $(TG_C_DIR)/%.cpp $(TG_C_DEPS) $(TG_C_LIB_A)
+	@mkdir -p $(@D)
+	$(TG_CXX) $(TG_CXX_ONLY_FLAGS) $< $(TG_C_LINK_STATIC) -o $@
+
+$(TG_CXX_BIN_SHARED): $(TG_C_BUILD)/cxx-shared/%: $(TG_C_DIR)/%.cpp $(TG_C_DEPS) $(TG_C_LIB_SO)
+	@mkdir -p $(@D)
+	$(TG_CXX) $(TG_CXX_ONLY_FLAGS) $< $(TG_C_LINK_SHARED) -o $@
 
 $(TG_C_BIN_ASAN): $(TG_C_BUILD)/asan/%: $(TG_C_DIR)/%.c $(TG_C_DEPS) $(TG_C_LIB_A)
 	@mkdir -p $(@D)

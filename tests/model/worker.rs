@@ -127,12 +127,12 @@ threadguard::export_thread_affine! {
 }
 
 /// The C destructor of C objects; the object pointer is the object number.
-unsafe extern "C" fn c_destroy(object: *mut c_void) {
+unsafe extern "C-unwind" fn c_destroy(object: *mut c_void) {
     dropped(object as ObjId, false);
 }
 
 /// The C borrow callback; the context is the index of the body to run.
-unsafe extern "C" fn c_callback(object: *mut c_void, context: *mut c_void) {
+unsafe extern "C-unwind" fn c_callback(object: *mut c_void, context: *mut c_void) {
     enter_callback(object as ObjId, context as usize);
 }
 
