@@ -51,8 +51,10 @@ mod handle;
 pub(crate) mod identity;
 mod inbox;
 mod keymix;
+pub mod sites;
 mod state;
 mod table;
+mod transfer;
 
 pub mod ffi;
 pub mod runner;
@@ -65,3 +67,4 @@ pub use diagnostics::{ABI_VERSION, Stats, VERSION, ViolationPolicy, set_violatio
 pub use error::{Error, Status};
 pub use handle::Handle;
 pub use inbox::PENDING_LIMIT;
+pub use transfer::{SETTLED_MEMORY, Token, adopt, destroy_token, detach};

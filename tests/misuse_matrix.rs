@@ -5,7 +5,7 @@
 use std::ffi::{CStr, c_char, c_void};
 use std::fmt::Write as _;
 use std::ptr;
-use threadguard::Handle;
+use threadguard::{Handle, Token};
 use threadguard::ffi::*;
 
 const TAG: u32 = 7;
@@ -145,6 +145,35 @@ fn owner_of(handle: Handle) -> tg_status {
     unsafe { tg_owner_of(handle, &mut owner) }
 }
 
+/// Detaches the object; a token it gets is destroyed at once (the matrix only wants the code).
+fn detach(handle: Handle) -> tg_status {
+    let mut token = Token::NULL;
+    // SAFETY: `token` is valid for writes.
+    let status = unsafe { tg_detach(handle, TAG, &mut token) };
+    if status == TG_OK {
+        assert_eq!(tg_token_destroy(token), TG_OK);
+    }
+    status
+}
+
+/// A fresh token for a detached object of the kind `register` makes.
+fn token() -> Token {
+    let mut token = Token::NULL;
+    // SAFETY: `token` is valid for writes.
+    assert_eq!(unsafe { tg_detach(register(), TAG, &mut token) }, TG_OK);
+    token
+}
+
+fn adopt(token: Token) -> tg_status {
+    let mut handle = Handle::NULL;
+    // SAFETY: `handle` is valid for writes.
+    let status = unsafe { tg_adopt(token, &mut handle) };
+    if status == TG_OK {
+        assert_eq!(tg_destroy(handle), TG_OK);
+    }
+    status
+}
+
 const INSIDE: fn(Handle, Box<dyn FnMut()>) = inside_c_object;
 
 fn handle_entries() -> Vec<HandleEntry> {
@@ -188,6 +217,16 @@ fn handle_entries() -> Vec<HandleEntry> {
             inside: INSIDE,
         },
         HandleEntry {
+            name: "tg_detach",
+            make: register,
+            call: detach,
+            // SAFETY: a NULL out pointer is a documented argument.
+            null_pointer: Some(|h| unsafe { tg_detach(h, TAG, ptr::null_mut()) }),
+            other_type: Some(make_gadget),
+            panicking: None,
+            inside: INSIDE,
+        },
+        HandleEntry {
             name: "export_thread_affine! method",
             make: make_gadget,
             call: |h| poke(h, false),
@@ -217,7 +256,7 @@ thread_local! {
 
 struct Probe;
 
-static SHUTDOWN_CELLS: std::sync::Mutex<Option<[tg_status; 8]>> = std::sync::Mutex::new(None);
+static SHUTDOWN_CELLS: std::sync::Mutex<Option<[tg_status; 11]>> = std::sync::Mutex::new(None);
 
 impl Drop for Probe {
     fn drop(&mut self) {
@@ -235,13 +274,16 @@ impl Drop for Probe {
                 tg_thread_cleanup(),
                 owner_of(handle),
                 tg_get_stats(stats.as_mut_ptr()),
+                tg_detach(handle, TAG, &mut Token::NULL),
+                tg_adopt(Token { id: 1, check: 1 }, &mut out),
+                tg_token_destroy(Token { id: 1, check: 1 }),
             ]
         };
         *SHUTDOWN_CELLS.lock().unwrap() = Some(results);
     }
 }
 
-fn after_shutdown() -> [tg_status; 8] {
+fn after_shutdown() -> [tg_status; 11] {
     std::thread::spawn(|| {
         AFTER_SHUTDOWN.with(|_| ());
         tg_current_thread_id();
@@ -305,7 +347,7 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
             (None, "tg_with") => Cell_::Text("C cannot unwind (aborts)"),
             (None, _) => Cell_::NotApplicable,
         });
-        cells.push(match [1, 2, 3, 6].get(index) {
+        cells.push(match [1, 2, 3, 6, 8].get(index) {
             Some(&column) => Cell_::Code(shutdown[column]),
             None => Cell_::NotApplicable,
         });
@@ -350,6 +392,40 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
     row[8] = Cell_::Code(unsafe { tg_get_stats(ptr::null_mut()) });
     row[11] = Cell_::Code(shutdown[7]);
     rows.push(("tg_get_stats", row));
+
+    // Entry points that take a token: the columns read as for handles (a token whose object
+    // was destroyed, a token destroyed twice, a token made on another thread, ...).
+    type TokenCall = fn(Token) -> tg_status;
+    let token_entries: [(&str, TokenCall, usize); 2] =
+        [("tg_adopt", adopt, 9), ("tg_token_destroy", |t| tg_token_destroy(t), 10)];
+    for (name, call, shutdown_column) in token_entries {
+        let mut row = vec![na; 12];
+        row[0] = Cell_::Code(call(Token::NULL));
+        row[1] = Cell_::Code(call(Token { id: 0x5eed_1234, check: 0x0bad_c0de }));
+        let live = token();
+        row[2] = Cell_::Code(call(Token { check: live.check ^ (1 << 17), ..live }));
+        let dead = token();
+        assert_eq!(tg_token_destroy(dead), TG_OK);
+        row[3] = Cell_::Code(call(dead));
+        if name == "tg_token_destroy" {
+            let twice = token();
+            assert_eq!(call(twice), TG_OK);
+            row[4] = Cell_::Code(call(twice));
+        }
+        let theirs = std::thread::spawn(token).join().unwrap();
+        row[6] = Cell_::Code(call(theirs));
+        let exited = std::thread::spawn(token).join().unwrap();
+        row[7] = Cell_::Code(call(exited));
+        if name == "tg_adopt" {
+            // SAFETY: a NULL out pointer is a documented argument.
+            row[8] = Cell_::Code(unsafe { tg_adopt(live, ptr::null_mut()) });
+        }
+        let mut nested = TG_OK;
+        inside_borrow(register(), &mut || nested = call(live));
+        row[9] = Cell_::Code(nested);
+        row[11] = Cell_::Code(shutdown[shutdown_column]);
+        rows.push((name, row));
+    }
 
     let mut row = vec![na; 12];
     // SAFETY: a NULL name is a documented argument.
