@@ -213,7 +213,7 @@ pub(crate) fn record_detached(state: &ThreadState, key: u64) {
 fn gone(state: &ThreadState, handle: Handle, how: &'static str, detached: bool) {
     let caller = take_caller();
     let mut records = records();
-    let registered = if detached { records.live.get(&handle).cloned() } else { records.live.remove(&handle) };
+    let registered = records.live.remove(&handle);
     if registered.is_none() && caller.is_none() && how.is_empty() && !detached {
         return;
     }
@@ -240,7 +240,7 @@ pub(crate) fn record_adopted(state: &ThreadState, from: Handle, key: u64) {
 #[inline(never)]
 fn adopted(from: Handle, to: Handle) {
     let mut records = records();
-    if let Some(site) = records.live.remove(&from) {
+    if let Some(site) = records.gone.get(&from).and_then(|gone| gone.registered.clone()) {
         records.live.insert(to, site);
     }
 }

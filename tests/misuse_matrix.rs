@@ -5,8 +5,8 @@
 use std::ffi::{CStr, c_char, c_void};
 use std::fmt::Write as _;
 use std::ptr;
-use threadguard::{Handle, Token};
 use threadguard::ffi::*;
+use threadguard::{Handle, Token};
 
 const TAG: u32 = 7;
 const BEGIN: &str = "<!-- misuse-matrix:begin -->";
