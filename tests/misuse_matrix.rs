@@ -263,6 +263,7 @@ impl Drop for Probe {
         let handle = Handle { owner: 1, key: 1 };
         let mut out = Handle::NULL;
         let mut stats = std::mem::MaybeUninit::<threadguard::Stats>::uninit();
+        let mut token = Token::NULL;
         // SAFETY: every pointer is valid for writes; callbacks ignore their arguments.
         let results = unsafe {
             [
@@ -274,7 +275,7 @@ impl Drop for Probe {
                 tg_thread_cleanup(),
                 owner_of(handle),
                 tg_get_stats(stats.as_mut_ptr()),
-                tg_detach(handle, TAG, &mut Token::NULL),
+                tg_detach(handle, TAG, &mut token),
                 tg_adopt(Token { id: 1, check: 1 }, &mut out),
                 tg_token_destroy(Token { id: 1, check: 1 }),
             ]
