@@ -62,6 +62,11 @@ type Object struct {
 // and a Runner does so unasked; a pinned goroutine does so at its next call
 // into the library (or RunPending). Close remains the normal way to destroy an object.
 func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
+	return newAt(callerSite(), tag, destroy, create)
+}
+
+// newAt is New, recording s (if not nil) as the registration site.
+func newAt(s *site, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
 	runtime.LockOSThread() // kept when the object is pinned to this goroutine
 	thread := currentThread()
 	var runner *Runner
@@ -80,7 +85,7 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 		return nil, err
 	}
 	var ch C.tg_handle
-	if err := check("tg_register", C.tg_register(C.uint32_t(tag), obj, C.tg_destructor(destroy), &ch)); err != nil {
+	if err := check("tg_register", register(tag, obj, destroy, &ch, s)); err != nil {
 		C.tgo_run_destructor(C.tg_destructor(destroy), obj)
 		return nil, err
 	}
