@@ -75,6 +75,9 @@ impl ThreadState {
     #[inline(never)]
     fn foreign_owner(&self, op: &str, handle: Handle) -> Error {
         let caller = self.describe();
+        if let Some(message) = crate::transfer::detached_refusal(op, handle) {
+            return self.violation_for(handle, Status::Stale, format!("{message}, used from thread {caller}"));
+        }
         match identity::liveness(handle.owner) {
             Liveness::Live(owner) => self.violation_for(
                 handle,

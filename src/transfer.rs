@@ -2,8 +2,9 @@
 //! *adopts* the token once, becoming the object's new owner.
 //!
 //! A detached object is in no thread's table: its old handle answers `TG_ERR_STALE` on its old
-//! owner (other threads, which cannot see that table, get `TG_ERR_WRONG_THREAD` as for any of
-//! its handles), and no thread's exit or cleanup destroys it. It waits in one process-wide
+//! owner, and on other threads while the registry remembers it (in flight, or among the last
+//! [`SETTLED_MEMORY`] settled; after that, as for any handle of a live thread that is not
+//! theirs, `TG_ERR_WRONG_THREAD`). No thread's exit or cleanup destroys a detached object. It waits in one process-wide
 //! registry until exactly one of: an adoption (the adopter's table takes it, under a new
 //! handle), or a [`destroy_token`] from any thread (its destructor runs on that thread). The
 //! registry's mutex settles races: of many threads adopting or destroying one token, exactly one
@@ -89,8 +90,8 @@ unsafe impl Send for Detached {}
 /// How a token was settled, for the messages of later attempts.
 #[derive(Clone, Copy)]
 enum Settled {
-    Adopted { by: u64, handle: Handle },
-    Destroyed { by: u64 },
+    Adopted { by: u64, handle: Handle, from: Handle },
+    Destroyed { by: u64, from: Handle },
 }
 
 struct Registry {
@@ -99,14 +100,17 @@ struct Registry {
     detached: HashMap<u64, Detached>,
     settled: HashMap<u64, Settled>,
     order: VecDeque<u64>,
+    /// The old handles of the objects in `detached` and `settled`, with their tokens.
+    from: HashMap<Handle, u64>,
 }
 
 impl Registry {
     fn settle(&mut self, id: u64, how: Settled) {
         if self.order.len() == SETTLED_MEMORY
             && let Some(oldest) = self.order.pop_front()
+            && let Some(Settled::Adopted { from, .. } | Settled::Destroyed { from, .. }) = self.settled.remove(&oldest)
         {
-            self.settled.remove(&oldest);
+            self.from.remove(&from);
         }
         self.order.push_back(id);
         self.settled.insert(id, how);
@@ -125,10 +129,10 @@ impl Registry {
         }
         let Some(detached) = self.detached.get(&token.id) else {
             let detail = match self.settled.get(&token.id) {
-                Some(Settled::Adopted { by, handle }) => {
+                Some(Settled::Adopted { by, handle, .. }) => {
                     format!("was already adopted by thread {} (as handle {handle:?})", describe_thread(*by))
                 }
-                Some(Settled::Destroyed { by }) => {
+                Some(Settled::Destroyed { by, .. }) => {
                     format!(
                         "names an object already destroyed (by tg_token_destroy on thread {})",
                         describe_thread(*by)
@@ -178,8 +182,9 @@ fn describe_expected(expected: Expected) -> String {
     }
 }
 
+static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+
 fn registry() -> MutexGuard<'static, Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
     REGISTRY
         .get_or_init(|| {
             Mutex::new(Registry {
@@ -188,6 +193,7 @@ fn registry() -> MutexGuard<'static, Registry> {
                 detached: HashMap::new(),
                 settled: HashMap::new(),
                 order: VecDeque::new(),
+                from: HashMap::new(),
             })
         })
         .lock()
@@ -197,6 +203,27 @@ fn registry() -> MutexGuard<'static, Registry> {
 /// Objects detached and neither adopted nor destroyed yet (`detached` in `tg_stats`).
 pub(crate) fn detached_count() -> u64 {
     registry().detached.len() as u64
+}
+
+/// If `handle` was detached (and its token is in flight, or among the last [`SETTLED_MEMORY`]
+/// settled), the refusal for a use of it from a thread other than its old owner: stale, with
+/// what became of it. Called on the refusal path only.
+#[cold]
+pub(crate) fn detached_refusal(op: &str, handle: Handle) -> Option<String> {
+    // Nothing was ever detached: nothing to look up (and no registry to create).
+    REGISTRY.get()?;
+    let registry = registry();
+    let id = *registry.from.get(&handle)?;
+    let fate = match registry.settled.get(&id) {
+        None => "its token is not adopted yet".to_owned(),
+        Some(Settled::Adopted { by, handle: new, .. }) => {
+            format!("its object now has handle {new:?} on thread {}", describe_thread(*by))
+        }
+        Some(Settled::Destroyed { by, .. }) => {
+            format!("its token was destroyed on thread {}", describe_thread(*by))
+        }
+    };
+    Some(format!("{op}: handle {handle:?} was detached from thread {} ({fate})", describe_thread(handle.owner)))
 }
 
 impl ThreadState {
@@ -246,6 +273,7 @@ pub(crate) fn detach_entry(op: &str, handle: Handle, expected: Expected) -> Resu
         registry.next += 1;
         let token = Token { id, check: registry.mix.mix(id) };
         registry.detached.insert(id, Detached { object: removed.object, kind: removed.kind, from: handle });
+        registry.from.insert(handle, id);
         Ok(token)
     })
 }
@@ -265,7 +293,7 @@ pub(crate) fn adopt_entry(op: &str, token: Token, expected: Option<Expected>) ->
             Ok(key) => {
                 let handle = Handle { owner: state.id, key };
                 crate::sites::record_adopted(state, detached.from, key);
-                registry().settle(token.id, Settled::Adopted { by: state.id, handle });
+                registry().settle(token.id, Settled::Adopted { by: state.id, handle, from: detached.from });
                 Ok(handle)
             }
             Err(_) => {
@@ -289,7 +317,7 @@ pub(crate) fn destroy_token_entry(op: &str, token: Token, expected: Option<Expec
         let detached = {
             let mut registry = registry();
             let detached = registry.take(op, token, expected).map_err(|refused| state.refuse(refused))?;
-            registry.settle(token.id, Settled::Destroyed { by: state.id });
+            registry.settle(token.id, Settled::Destroyed { by: state.id, from: detached.from });
             detached
         };
         state.run_destructor(Removed { object: detached.object, kind: detached.kind })
@@ -299,7 +327,8 @@ pub(crate) fn destroy_token_entry(op: &str, token: Token, expected: Option<Expec
 /// Detaches the `T` that `handle` names from the calling thread, its owner, and returns a
 /// one-time token that any thread may [`adopt`] (or [`destroy_token`]).
 ///
-/// From now on the handle names nothing: on this thread it answers [`Status::Stale`]. The
+/// From now on the handle names nothing: it answers [`Status::Stale`] (on other threads, as
+/// long as the registry remembers the token: see `SETTLED_MEMORY`). The
 /// value is in no thread's table, so no thread's exit or cleanup drops it. `T: Send`, since
 /// the value may be adopted or dropped on another thread.
 ///

@@ -91,8 +91,14 @@ fn a_detached_object_is_adopted_by_another_thread_and_destroyed_once_there() {
     let adopter = std::thread::scope(|scope| {
         scope
             .spawn(|| {
-                assert_eq!(with(handle), TG_ERR_WRONG_THREAD, "other threads cannot see the old owner's table");
+                assert_eq!(with(handle), TG_ERR_STALE, "the old handle names nothing on other threads either");
+                let message = threadguard::last_error();
+                assert!(
+                    message.contains("was detached from thread") && message.contains("not adopted yet"),
+                    "{message}"
+                );
                 let adopted = adopt(token).expect("adopted");
+                assert_eq!(tg_destroy_later(handle), TG_OK, "requests from other threads are not checked");
                 assert_eq!(adopted.owner, tg_current_thread_id(), "the adopter owns it");
                 assert_eq!(with(adopted), TG_OK);
                 assert_eq!(tg_destroy(adopted), TG_OK);
@@ -104,6 +110,14 @@ fn a_detached_object_is_adopted_by_another_thread_and_destroyed_once_there() {
     });
     assert_eq!(object.destroyed(), 1);
     assert_eq!(object.destroyed_on.load(Ordering::SeqCst), adopter, "destroyed on its new owner");
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert_eq!(with(handle), TG_ERR_STALE);
+            let message = threadguard::last_error();
+            assert!(message.contains(&format!("now has handle {{owner={adopter}")), "{message}");
+        });
+    });
+    assert_eq!(tg_run_pending(), TG_OK, "the stale request from the adopter's thread is counted, nothing else");
     let after = threadguard::stats();
     assert_eq!(after.detached, before.detached);
     assert_eq!(after.created, before.created, "adoption is not a registration");

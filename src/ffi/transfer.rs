@@ -12,8 +12,10 @@ use crate::transfer::{self, Token};
 /// (tg_adopt), becoming the object's owner, or destroy it (tg_token_destroy). Detaching
 /// promises that the object may be used and destroyed on another thread.
 ///
-/// From then on `handle` names nothing: on this thread it answers TG_ERR_STALE (other
-/// threads get TG_ERR_WRONG_THREAD, as for any handle of this thread). The object is in no
+/// From then on `handle` names nothing: it answers TG_ERR_STALE, on this thread and on others
+/// (there as long as the library remembers the token: while it is in flight and among the last
+/// 4096 adopted or destroyed; after that other threads get TG_ERR_WRONG_THREAD, as for any
+/// handle of a live thread that is not theirs). The object is in no
 /// thread's table, so no thread's exit or tg_thread_cleanup destroys it; tg_get_stats counts it
 /// in `detached` until it is adopted or destroyed.
 ///
