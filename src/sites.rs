@@ -56,10 +56,13 @@ impl fmt::Display for Site {
 /// What is remembered of a destroyed (or detached) object.
 struct Gone {
     registered: Option<Site>,
-    /// Where, or how ("by a destroy_later request"), it went.
-    at: String,
-    /// The thread it went on, as messages name threads.
-    thread: String,
+    /// Where it went, if a caller said.
+    site: Option<Site>,
+    /// How it went when no caller said where ("by a destroy_later request"), or "".
+    how: &'static str,
+    /// The thread it went on, and that thread's name then.
+    thread: u64,
+    name: Option<Arc<str>>,
     detached: bool,
 }
 
@@ -94,6 +97,13 @@ impl Records {
 fn records() -> MutexGuard<'static, Records> {
     static RECORDS: OnceLock<Mutex<Records>> = OnceLock::new();
     RECORDS.get_or_init(Mutex::default).lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// The records' lock, held across `fork` (see `identity::fork`), as [`crate::transfer::lock_for_fork`].
+pub(crate) struct ForkLock(#[allow(dead_code)] MutexGuard<'static, Records>);
+
+pub(crate) fn lock_for_fork() -> ForkLock {
+    ForkLock(records())
 }
 
 thread_local! {
@@ -217,12 +227,8 @@ fn gone(state: &ThreadState, handle: Handle, how: &'static str, detached: bool) 
     if registered.is_none() && caller.is_none() && how.is_empty() && !detached {
         return;
     }
-    let at = match (caller, how) {
-        (Some(site), _) => format!("at {site}"),
-        (None, "") => String::new(),
-        (None, how) => how.to_owned(),
-    };
-    records.gone.insert(handle, Gone { registered, at, thread: state.describe(), detached });
+    let gone = Gone { registered, site: caller, how, thread: state.id, name: state.record.name(), detached };
+    records.gone.insert(handle, gone);
     records.order.push_back(handle);
     records.forget_oldest_beyond_limit();
 }
@@ -282,11 +288,16 @@ pub(crate) fn describe(handle: Handle) -> String {
     if let Some(site) = &gone.registered {
         text.push_str(&format!("; registered at {site}"));
     }
-    let verb = if gone.detached { "detached" } else { "destroyed" };
-    if gone.at.is_empty() {
-        text.push_str(&format!("; {verb} on thread {}", gone.thread));
-    } else {
-        text.push_str(&format!("; {verb} {} on thread {}", gone.at, gone.thread));
+    text.push_str(if gone.detached { "; detached" } else { "; destroyed" });
+    match (&gone.site, gone.how) {
+        (Some(site), _) => text.push_str(&format!(" at {site}")),
+        (None, "") => {}
+        (None, how) => text.push_str(&format!(" {how}")),
+    }
+    // As `ThreadRecord::describe` names threads.
+    match &gone.name {
+        Some(name) => text.push_str(&format!(" on thread {} ({name:?})", gone.thread)),
+        None => text.push_str(&format!(" on thread {}", gone.thread)),
     }
     text
 }

@@ -200,6 +200,15 @@ fn registry() -> MutexGuard<'static, Registry> {
         .unwrap_or_else(|poison| poison.into_inner())
 }
 
+/// The registry's lock, held across `fork` (see `identity::fork`) so that the child never
+/// inherits it locked by a thread that does not exist there. Taken before the thread registry's
+/// lock: messages worded under this lock look threads up.
+pub(crate) struct ForkLock(#[allow(dead_code)] MutexGuard<'static, Registry>);
+
+pub(crate) fn lock_for_fork() -> ForkLock {
+    ForkLock(registry())
+}
+
 /// Objects detached and neither adopted nor destroyed yet (`detached` in `tg_stats`).
 pub(crate) fn detached_count() -> u64 {
     registry().detached.len() as u64
