@@ -198,6 +198,16 @@ fn handle_entries() -> Vec<HandleEntry> {
             inside: INSIDE,
         },
         HandleEntry {
+            name: "tg_destroy_at",
+            make: register,
+            // SAFETY: the file name is a NUL-terminated string.
+            call: |h| unsafe { tg_destroy_at(h, c"matrix.c".as_ptr(), 1) },
+            null_pointer: None,
+            other_type: None,
+            panicking: None,
+            inside: INSIDE,
+        },
+        HandleEntry {
             name: "tg_destroy_later",
             make: register,
             call: |h| tg_destroy_later(h),
@@ -256,7 +266,7 @@ thread_local! {
 
 struct Probe;
 
-static SHUTDOWN_CELLS: std::sync::Mutex<Option<[tg_status; 11]>> = std::sync::Mutex::new(None);
+static SHUTDOWN_CELLS: std::sync::Mutex<Option<[tg_status; 13]>> = std::sync::Mutex::new(None);
 
 impl Drop for Probe {
     fn drop(&mut self) {
@@ -278,13 +288,15 @@ impl Drop for Probe {
                 tg_detach(handle, TAG, &mut token),
                 tg_adopt(Token { id: 1, check: 1 }, &mut out),
                 tg_token_destroy(Token { id: 1, check: 1 }),
+                tg_destroy_at(handle, c"matrix.c".as_ptr(), 1),
+                tg_register_at(TAG, ptr::null_mut(), None, &mut out, c"matrix.c".as_ptr(), 1),
             ]
         };
         *SHUTDOWN_CELLS.lock().unwrap() = Some(results);
     }
 }
 
-fn after_shutdown() -> [tg_status; 11] {
+fn after_shutdown() -> [tg_status; 13] {
     std::thread::spawn(|| {
         AFTER_SHUTDOWN.with(|_| ());
         tg_current_thread_id();
@@ -348,7 +360,7 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
             (None, "tg_with") => Cell_::Text("C cannot unwind (aborts)"),
             (None, _) => Cell_::NotApplicable,
         });
-        cells.push(match [1, 2, 3, 6, 8].get(index) {
+        cells.push(match [1, 2, 11, 3, 6, 8].get(index) {
             Some(&column) => Cell_::Code(shutdown[column]),
             None => Cell_::NotApplicable,
         });
@@ -373,6 +385,19 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
     row[9] = Cell_::Code(nested_register);
     row[11] = Cell_::Code(shutdown[0]);
     rows.push(("tg_register", row));
+
+    let mut nested_register_at = TG_OK;
+    inside_borrow(live, &mut || {
+        // SAFETY: `out` is valid for writes; the file name is NUL-terminated.
+        nested_register_at = unsafe { tg_register_at(TAG, ptr::null_mut(), None, &mut out, c"m.c".as_ptr(), 1) };
+    });
+    assert_eq!(tg_destroy(out), TG_OK);
+    let mut row = vec![na; 12];
+    // SAFETY: a NULL out pointer and a NULL file name are documented arguments.
+    row[8] = Cell_::Code(unsafe { tg_register_at(TAG, ptr::null_mut(), None, ptr::null_mut(), ptr::null(), 1) });
+    row[9] = Cell_::Code(nested_register_at);
+    row[11] = Cell_::Code(shutdown[12]);
+    rows.push(("tg_register_at", row));
 
     let mut nested_pending = TG_OK;
     inside_borrow(live, &mut || nested_pending = tg_run_pending());

@@ -112,3 +112,14 @@ fn with_the_mode_off_messages_carry_no_sites() {
     assert!(!refusal(handle).1.contains("registered at"));
     sites::set_enabled(false);
 }
+
+#[test]
+fn the_c_switch_takes_only_0_and_1() {
+    let _serial = serial(false);
+    assert_eq!(threadguard::ffi::tg_set_sites(2), threadguard::ffi::TG_ERR_INVALID_ARGUMENT);
+    assert_eq!(threadguard::ffi::tg_sites_enabled(), 0, "unchanged");
+    assert_eq!(threadguard::ffi::tg_set_sites(1), threadguard::ffi::TG_OK);
+    assert_eq!(threadguard::ffi::tg_sites_enabled(), 1);
+    assert!(sites::enabled());
+    assert_eq!(threadguard::ffi::tg_set_sites(0), threadguard::ffi::TG_OK);
+}
