@@ -246,13 +246,17 @@ static void test_token_outlives_its_owner(void)
 {
     pthread_t t;
     exiting_owner e;
+    char msg[512];
 
     tgt_section("a token outlives its old owner's exit");
     e.o = tgt_obj_new(3, TAG_A);
     CHECK(pthread_create(&t, NULL, detach_and_exit, &e) == 0);
     pthread_join(t, NULL);
     CHECK_NOT_DESTROYED(e.o);
-    CHECK_STATUS(tg_with(e.o->handle, TAG_A, tgt_forbidden_cb, NULL), TG_ERR_OWNER_EXITED);
+    /* The old handle is stale: its object was detached before its owner exited. */
+    CHECK_STATUS(tg_with(e.o->handle, TAG_A, tgt_forbidden_cb, NULL), TG_ERR_STALE);
+    tgt_last_error(msg, sizeof msg);
+    CHECK_MSG(strstr(msg, "was detached from thread") != NULL, msg);
     CHECK_STATUS(adopt_obj(e.token, e.o), TG_OK);
     CHECK_STATUS(tg_with(e.o->handle, TAG_A, tgt_borrow_cb, e.o), TG_OK);
     CHECK_STATUS(tg_thread_cleanup(), TG_OK); /* this thread now owns it */
