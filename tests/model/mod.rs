@@ -2,7 +2,7 @@
 //!
 //! A program is any byte string. [`run`] decodes it into steps over [`SLOTS`] worker
 //! threads (register, borrow with nested calls, destroy now or later, run pending, cleanup,
-//! owner queries, thread exit; handles real, stale, foreign, from exited owners, bit-flipped
+//! owner queries, detach, adopt and token destroy, thread exit; handles real, stale, foreign, from exited owners, bit-flipped
 //! or forged; callbacks and destructors that call back in or panic), runs each step on its
 //! worker through the C ABI, the Rust API or functions written by `export_thread_affine!`,
 //! and replays it against the model in `oracle`. Workers run one step at a time, so a program
@@ -43,6 +43,9 @@ static MAX_THREAD_ID: AtomicU64 = AtomicU64::new(0);
 pub struct Summary {
     pub steps: usize,
     pub statuses: BTreeMap<i32, u64>,
+    /// Tokens detaches issued, and how many of them the program adopted.
+    pub detached: usize,
+    pub adopted: usize,
 }
 
 /// Silences the panics the harness causes on purpose and passes every other one on to the
@@ -118,11 +121,33 @@ pub fn run(input: &[u8]) -> Summary {
     for slot in 0..SLOTS {
         exit(&mut harness, &mut model, slot, false, steps);
     }
+    // Tokens never adopted: a detached object belongs to no thread, so no exit destroyed it.
+    // A fresh worker destroys them; their destructors may detach more, hence the rounds.
+    let mut rounds = 0;
+    while !model.in_flight().is_empty() {
+        rounds += 1;
+        if rounds > 16 {
+            model.fail("destructors keep detaching objects".to_owned());
+        }
+        let worker = start_worker(&mut model, 0);
+        model.transcript.push(format!("   slot 0 is now thread {} (destroys the tokens in flight)", worker.id));
+        harness.workers[0] = Some(worker);
+        for index in model.in_flight() {
+            let op = ops::Op::TokenDestroy { api: ops::Api::C, token: ops::TokenRef::Issued(index) };
+            let thread = harness.id(0);
+            model.transcript.push(format!("end thread {thread}: {op:?}"));
+            worker::reset_step();
+            harness.workers[0].as_ref().expect("a worker").run(op.clone());
+            model.replay_op(thread, &op, worker::take_trace());
+            model.check_stats(&base, &threadguard::stats());
+        }
+        exit(&mut harness, &mut model, 0, false, steps);
+    }
     model.check_stats(&base, &threadguard::stats());
     if let Some((obj, _)) = model.objects.iter().find(|(_, object)| object.live) {
         model.fail(format!("object {obj} is still live after every thread exited"));
     }
-    Summary { steps, statuses: model.seen.clone() }
+    Summary { steps, statuses: model.seen.clone(), detached: model.tokens.len(), adopted: model.adopted }
 }
 
 /// Starts a worker for `slot` and tells the model (and later programs) its thread ID.
