@@ -33,6 +33,10 @@
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
 //! - `guard`: the checked operations (I2, I4, I6).
+//! - `transfer`: detaching an object into a one-time [`Token`] and adopting it on another
+//!   thread ([`detach`], [`adopt`], [`destroy_token`]; I5).
+//! - [`sites`]: the debug mode that names where objects were registered and destroyed in
+//!   refusal messages.
 //! - [`runner`]: a dedicated owner thread fed by a bounded queue, with callbacks, blocking
 //!   calls and completion queues, for hosts that cannot pin their callers.
 //! - [`diagnostics`]: counters, violation policy, versions.
