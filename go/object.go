@@ -171,11 +171,13 @@ func (o *Object) Close() error {
 	if o.closed.Load() {
 		return nil
 	}
+	at := callerSite()
+	destroy := func() error { return o.destroyAt(at) }
 	do := o.route()
 	if do == nil {
-		return o.destroy()
+		return destroy()
 	}
-	err := do(context.Background(), o.destroy)
+	err := do(context.Background(), destroy)
 	if errors.Is(err, ErrShutDown) {
 		return o.ownerShutDown()
 	}
@@ -216,11 +218,14 @@ func (o *Object) ownerShutDown() error {
 
 // destroy runs on the owner thread (or, for a pinned object, on the caller,
 // where the library refuses it unless that is the owner).
-func (o *Object) destroy() error {
+func (o *Object) destroy() error { return o.destroyAt(nil) }
+
+// destroyAt is destroy, recording s (if not nil) as the destruction site.
+func (o *Object) destroyAt(s *site) error {
 	if o.closed.Load() {
 		return nil
 	}
-	err := o.h.Destroy()
+	err := destroyHandle(o.h, s)
 	gone := errors.Is(err, ErrStale) || errors.Is(err, ErrOwnerExited)
 	if err != nil && !gone {
 		return err // refused; nothing changed

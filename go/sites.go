@@ -12,11 +12,12 @@ import (
 // SetSites switches the library's sites debug mode on or off, process-wide
 // (tg_set_sites; THREADGUARD_SITES=1 in the environment switches it on at
 // start). In the mode, New, Thread.New and Runner.New record the file and
-// line of their caller as the object's registration site, and the library's
-// refusals about a handle end with "; registered at main.go:42" and, once
-// the object is destroyed, with how and on which thread, e.g. "; destroyed
-// on thread 3 ("loader")". Off, nothing is recorded, every record is
-// forgotten, and New does not walk the stack.
+// line of their caller as the object's registration site, and Object.Close
+// its destruction site; the library's refusals about a handle end with
+// "; registered at main.go:42" and, once the object is destroyed, with
+// where (or how) and on which thread, e.g. "; destroyed at main.go:77 on
+// thread 3 ("loader")". Off, nothing is recorded, every record is
+// forgotten, and New and Close do not walk the stack.
 func SetSites(on bool) error {
 	v := C.int32_t(0)
 	if on {
@@ -54,6 +55,16 @@ func callerSite() *site {
 			return nil
 		}
 	}
+}
+
+// destroyHandle is h.Destroy, or tg_destroy_at with s when there is a site.
+func destroyHandle(h Handle, s *site) error {
+	if s == nil {
+		return h.Destroy()
+	}
+	file := C.CString(s.file)
+	defer C.free(unsafe.Pointer(file))
+	return callLocked("tg_destroy", func() C.tg_status { return C.tg_destroy_at(h.c(), file, C.uint32_t(s.line)) })
 }
 
 // register is tg_register, or tg_register_at with s when there is a site.

@@ -36,6 +36,7 @@ func TestRefusalsNameTheGoLineThatCreatedTheObject(t *testing.T) {
 	if !strings.Contains(e.Detail, want) {
 		t.Fatalf("message %q does not name the registration site (want %q...)", e.Detail, want)
 	}
+	_, _, closeLine, _ := runtime.Caller(0)
 	if err := o.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -43,7 +44,7 @@ func TestRefusalsNameTheGoLineThatCreatedTheObject(t *testing.T) {
 	if !errors.As(err, &e) || !errors.Is(err, ErrStale) {
 		t.Fatalf("Destroy after Close: %v, want ErrStale", err)
 	}
-	wantThread := fmt.Sprintf("; destroyed on thread %d (\"loader\")", loader.ID())
+	wantThread := fmt.Sprintf("; destroyed at %s:%d on thread %d (\"loader\")", file, closeLine+1, loader.ID())
 	if !strings.Contains(e.Detail, want) || !strings.HasSuffix(e.Detail, wantThread) {
 		t.Fatalf("message %q, want the registration site and the end %q", e.Detail, wantThread)
 	}
