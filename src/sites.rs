@@ -127,7 +127,8 @@ pub fn set_enabled(on: bool) {
     }
 }
 
-/// Reads [`SITES_ENV`] once (the first thread's first call); [`set_enabled`] before that wins.
+/// Reads [`SITES_ENV`] once (at the first thread's first call, or at the first registration or
+/// destruction that records a site, whichever comes first); [`set_enabled`] before that wins.
 #[cold]
 pub(crate) fn init_from_env() {
     FROM_ENV.call_once(|| {
@@ -142,16 +143,27 @@ pub(crate) fn init_from_env() {
 /// Runs `f` (a registration or destruction) with `site` as its call site, in the mode.
 #[inline]
 pub(crate) fn at<R>(site: impl FnOnce() -> Site, f: impl FnOnce() -> R) -> R {
-    if !enabled() {
+    if !enabled() && !switched_on_by_env() {
         return f();
     }
     at_slow(site(), f)
 }
 
+/// Before the environment was read (the process's first call may be this registration),
+/// reads it now; whether that switched the mode on.
+#[inline]
+fn switched_on_by_env() -> bool {
+    if FROM_ENV.is_completed() {
+        return false;
+    }
+    init_from_env();
+    enabled()
+}
+
 /// [`at`] for a site that may be unknown (then `f` just runs).
 #[inline]
 pub(crate) fn at_opt<R>(site: impl FnOnce() -> Option<Site>, f: impl FnOnce() -> R) -> R {
-    if !enabled() {
+    if !enabled() && !switched_on_by_env() {
         return f();
     }
     match site() {
