@@ -71,6 +71,11 @@ type Object struct {
 // and a Runner does so unasked; a pinned goroutine does so at its next call
 // into the library (or RunPending). Close remains the normal way to destroy an object.
 func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
+	return newAt(callerSite(), tag, destroy, create)
+}
+
+// newAt is New, recording s (if not nil) as the registration site.
+func newAt(s *site, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
 	runtime.LockOSThread() // kept when the object is pinned to this goroutine
 	owner := currentOwner()
 	pinned := owner == nil
@@ -90,7 +95,7 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 		return nil, err
 	}
 	var ch C.tg_handle
-	if err := check("tg_register", C.tg_register(C.uint32_t(tag), obj, C.tg_destructor(destroy), &ch)); err != nil {
+	if err := check("tg_register", register(tag, obj, destroy, &ch, s)); err != nil {
 		C.tgo_run_destructor(C.tg_destructor(destroy), obj)
 		return nil, err
 	}
@@ -189,11 +194,13 @@ func (o *Object) Close() error {
 	if o.closed.Load() {
 		return nil
 	}
+	at := callerSite()
+	destroy := func() error { return o.destroyAt(at) }
 	do := o.route()
 	if do == nil {
-		return o.destroy()
+		return destroy()
 	}
-	err := do(context.Background(), o.destroy)
+	err := do(context.Background(), destroy)
 	if errors.Is(err, ErrShutDown) {
 		return o.ownerShutDown()
 	}
@@ -228,11 +235,14 @@ func (o *Object) ownerShutDown() error {
 
 // destroy runs on the owner thread (or, for a pinned object, on the caller,
 // where the library refuses it unless that is the owner).
-func (o *Object) destroy() error {
+func (o *Object) destroy() error { return o.destroyAt(nil) }
+
+// destroyAt is destroy, recording s (if not nil) as the destruction site.
+func (o *Object) destroyAt(s *site) error {
 	if o.closed.Load() {
 		return nil
 	}
-	err := o.h.Destroy()
+	err := destroyHandle(o.h, s)
 	gone := errors.Is(err, ErrStale) || errors.Is(err, ErrOwnerExited)
 	if err != nil && !gone {
 		return err // refused; nothing changed

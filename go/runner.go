@@ -233,8 +233,9 @@ func (r *Runner) Post(fn func() error, done func(error)) error {
 // applies as in Call.
 func (r *Runner) New(ctx context.Context, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (*Object, error) {
 	var o *Object
+	at := callerSite()
 	err := r.Call(ctx, func() (err error) {
-		o, err = New(tag, destroy, create)
+		o, err = newAt(at, tag, destroy, create)
 		return err
 	})
 	return o, err

@@ -24,6 +24,7 @@ type Stats struct {
 	Panics         uint64 // panics caught in the library
 	ThreadsLive    uint64 // threads known to the library and not exited
 	ThreadsStarted uint64 // threads ever known to the library
+	Detached       uint64 // objects detached and not yet adopted or destroyed
 }
 
 // ReadStats returns the library's counters.
@@ -49,5 +50,6 @@ func ReadStats() (Stats, error) {
 		Panics:                    uint64(s.panics),
 		ThreadsLive:               uint64(s.threads_live),
 		ThreadsStarted:            uint64(s.threads_started),
+		Detached:                  uint64(s.detached),
 	}, nil
 }

@@ -181,8 +181,9 @@ func (t *Thread) Go(fn func() error) <-chan error {
 // methods route calls there. ctx applies as in Do.
 func (t *Thread) New(ctx context.Context, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (*Object, error) {
 	var o *Object
+	at := callerSite()
 	err := t.Do(ctx, func() (err error) {
-		o, err = New(tag, destroy, create)
+		o, err = newAt(at, tag, destroy, create)
 		return err
 	})
 	return o, err

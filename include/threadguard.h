@@ -64,6 +64,16 @@
 
 #include <stddef.h>
 #include <stdint.h>
+/**
+ * TG_REGISTER(type_tag, object, destroy, out) is tg_register that records this line as the
+ * object's registration site, and TG_DESTROY(handle) is tg_destroy that records this line as
+ * its destruction site, when the sites debug mode is on (tg_set_sites, THREADGUARD_SITES=1).
+ * Misuse reports then say "registered at app.c:42" and "destroyed at app.c:77 on thread 3".
+ */
+#define TG_REGISTER(type_tag, object, destroy, out) \
+    tg_register_at((type_tag), (object), (destroy), (out), __FILE__, (uint32_t)__LINE__)
+#define TG_DESTROY(handle) tg_destroy_at((handle), __FILE__, (uint32_t)__LINE__)
+
 
 /**
  * Violation policy: return the status code (the default).
@@ -89,7 +99,7 @@
 /**
  * The ABI version this header describes; compare with tg_abi_version() at run time.
  */
-#define TG_ABI_VERSION 1
+#define TG_ABI_VERSION 2
 
 /**
  * The `owner` field of every runner handle. No thread ID takes this value.
@@ -118,11 +128,11 @@ typedef int32_t tg_status;
 
 /**
  * Process-wide counters (`tg_stats` in C). All fields are totals since the process started,
- * except `live`, `deferred_pending` and `threads_live`, which are current values.
+ * except `live`, `deferred_pending`, `threads_live` and `detached`, which are current values.
  */
 typedef struct tg_stats {
   /**
-   * Objects registered and not yet destroyed.
+   * Objects registered and not yet destroyed (detached ones included).
    */
   uint64_t live;
   /**
@@ -185,6 +195,10 @@ typedef struct tg_stats {
    * Threads that have ever entered the library.
    */
   uint64_t threads_started;
+  /**
+   * Objects detached (tg_detach) and neither adopted nor destroyed yet: they belong to no thread.
+   */
+  uint64_t detached;
 } tg_stats;
 
 /**
@@ -241,6 +255,23 @@ typedef void (*tg_completion_fn)(void *context, tg_status status, void *result);
  * unwinds, the process aborts.
  */
 typedef void (*tg_discard_fn)(uint64_t tag, tg_status status, void *result);
+
+/**
+ * A one-time token for a detached object (`tg_token` in C): adopt it once (tg_adopt, Rust
+ * `adopt`) or destroy it (tg_token_destroy, Rust `destroy_token`), from any thread.
+ *
+ * Tokens are plain values like handles; the all-zero value is the null token.
+ */
+typedef struct tg_token {
+  /**
+   * The token's number: nonzero, never reused.
+   */
+  uint64_t id;
+  /**
+   * Proof that the library issued this token (meaningless outside the library).
+   */
+  uint64_t check;
+} tg_token;
 
 
 
@@ -685,6 +716,99 @@ tg_status tg_cq_wait(struct tg_handle cq, int64_t timeout_ms, uint64_t *out_tag,
  * (already destroyed).
  */
 tg_status tg_cq_destroy(struct tg_handle cq);
+
+/**
+ * Switches the sites debug mode on (1) or off (0), process-wide. In the mode, tg_register_at
+ * and tg_destroy_at (the TG_REGISTER and TG_DESTROY macros) record their call sites, and a
+ * refusal message about a handle ends with "; registered at app.c:42" and, for a destroyed
+ * object, "; destroyed at app.c:77 on thread 3 ("loader")" (or how it was destroyed: "by a
+ * destroy_later request", "at thread cleanup or exit"). The last 4096 destroyed objects are
+ * remembered; switching the mode off forgets every record. The environment variable
+ * THREADGUARD_SITES=1 switches it on at the first thread's first call.
+ *
+ * Returns TG_OK; TG_ERR_INVALID_ARGUMENT for any other value (the mode is unchanged).
+ */
+tg_status tg_set_sites(int32_t enabled);
+
+/**
+ * Whether the sites debug mode is on: 1 or 0.
+ */
+int32_t tg_sites_enabled(void);
+
+/**
+ * tg_register, recording `file`:`line` as the object's registration site when the sites
+ * mode is on (see tg_set_sites). Use it through TG_REGISTER(type_tag, object, destroy, out).
+ *
+ * Returns what tg_register returns: TG_OK; TG_ERR_NULL_POINTER if `out` is NULL;
+ * TG_ERR_INVALID_ARGUMENT if `type_tag` is 0; TG_ERR_SHUT_DOWN; TG_ERR_LIMIT; TG_ERR_PANIC.
+ * A NULL `file` records no site.
+ *
+ * Caller's contract: as tg_register's, and `file` must be NULL or a NUL-terminated string.
+ */
+tg_status tg_register_at(uint32_t type_tag, void *object, tg_destructor destroy, struct tg_handle *out, const char *file, uint32_t line);
+
+/**
+ * tg_destroy, recording `file`:`line` as the object's destruction site when the sites mode
+ * is on (see tg_set_sites). Use it through TG_DESTROY(handle).
+ *
+ * Returns what tg_destroy returns: TG_OK; TG_ERR_NULL_HANDLE, TG_ERR_WRONG_THREAD,
+ * TG_ERR_OWNER_EXITED, TG_ERR_STALE, TG_ERR_BUSY; TG_ERR_PANIC. A NULL `file` records no site.
+ *
+ * Caller's contract: `file` must be NULL or a NUL-terminated string.
+ */
+tg_status tg_destroy_at(struct tg_handle handle, const char *file, uint32_t line);
+
+/**
+ * Detaches the C object `handle` names from the calling thread, its owner, and writes a
+ * one-time token for it to `*out_token`. Any thread may then adopt the token once
+ * (tg_adopt), becoming the object's owner, or destroy it (tg_token_destroy). Detaching
+ * promises that the object may be used and destroyed on another thread.
+ *
+ * From then on `handle` names nothing: it answers TG_ERR_STALE, on this thread and on others
+ * (there as long as the library remembers the token: while it is in flight and among the last
+ * 4096 adopted or destroyed; after that other threads get TG_ERR_WRONG_THREAD, as for any
+ * handle of a live thread that is not theirs). The object is in no
+ * thread's table, so no thread's exit or tg_thread_cleanup destroys it; tg_get_stats counts it
+ * in `detached` until it is adopted or destroyed.
+ *
+ * Destroy requests already queued to this thread (tg_destroy_later) run first: if one names
+ * this object, the object is destroyed as requested and the detach returns TG_ERR_STALE.
+ *
+ * Returns TG_OK; otherwise nothing changes and, checked in this order: TG_ERR_NULL_HANDLE,
+ * TG_ERR_WRONG_THREAD, TG_ERR_OWNER_EXITED, TG_ERR_STALE, TG_ERR_WRONG_TYPE (registered with
+ * another tag, or a Rust object: those move only through the Rust API, which requires
+ * `Send`), TG_ERR_BUSY (inside a tg_with of this object), TG_ERR_NULL_POINTER (`out_token` is
+ * NULL). TG_ERR_PANIC if a panic was caught inside the library.
+ *
+ * Caller's contract: `out_token` must be NULL or valid for writing one `tg_token`.
+ */
+tg_status tg_detach(struct tg_handle handle, uint32_t type_tag, struct tg_token *out_token);
+
+/**
+ * Adopts a token on the calling thread: the detached object joins this thread's table and
+ * its new handle, owned by this thread, is written to `*out`. Of any number of threads
+ * adopting (or destroying) one token, exactly one succeeds.
+ *
+ * Returns TG_OK; TG_ERR_NULL_HANDLE for the null token; TG_ERR_STALE for a token already
+ * adopted, already destroyed, or never issued (forged or corrupted; the message says which);
+ * TG_ERR_NULL_POINTER if `out` is NULL; TG_ERR_SHUT_DOWN while this thread destroys everything
+ * it owns (tg_thread_cleanup or exit); TG_ERR_LIMIT if this thread's live objects use 2^29
+ * distinct destructors; TG_ERR_PANIC if a panic was caught inside the library. On error the
+ * token is unchanged and `*out` untouched.
+ *
+ * Caller's contract: `out` must be NULL or valid for writing one `tg_handle`.
+ */
+tg_status tg_adopt(struct tg_token token, struct tg_handle *out);
+
+/**
+ * Destroys a detached object that nobody adopted: runs its destructor now, on the calling
+ * thread (any thread: a detached object belongs to none). The token is then spent.
+ *
+ * Returns TG_OK; TG_ERR_NULL_HANDLE for the null token; TG_ERR_STALE for a token already
+ * adopted, already destroyed, or never issued; TG_ERR_PANIC if a Rust destructor panicked
+ * (the object is destroyed all the same).
+ */
+tg_status tg_token_destroy(struct tg_token token);
 
 #ifdef __cplusplus
 }  // extern "C"

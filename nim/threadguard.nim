@@ -77,6 +77,7 @@ type
       violations_owner_exited*, violations_stale*, violations_wrong_type*,
       violations_busy*, violations_null_pointer*, violations_invalid_argument*: uint64
     panics*, threads_live*, threads_started*: uint64
+    detached*: uint64 ## Objects detached (tg_detach) and not yet adopted or destroyed.
 
   TgDestructor* = proc (obj: pointer) {.cdecl, raises: [], gcsafe.}
     ## `tg_destructor`: runs exactly once, on the owner thread; must not raise.
@@ -101,7 +102,7 @@ const
   TG_POLICY_RETURN* = 0'i32
   TG_POLICY_LOG* = 1'i32
   TG_POLICY_ABORT* = 2'i32
-  TG_ABI_VERSION* = 1'u32 ## The ABI version this binding was written against.
+  TG_ABI_VERSION* = 2'u32 ## The ABI version this binding was written against.
 
 {.push header: "threadguard.h", importc, cdecl, raises: [], gcsafe.}
 proc tg_status_name*(status: TgCode): cstring

@@ -8,8 +8,10 @@
 use crate::error::{Error, Status};
 use crate::guard::{self, Expected};
 use crate::handle::Handle;
+use crate::sites::{self, Site};
 use crate::table::{Kind, NativeType};
 use std::ffi::c_void;
+use std::panic::Location;
 
 /// The `NativeType` of `T`: a promoted constant, so `&'static` without allocation.
 pub(crate) fn native_type<T: 'static>() -> &'static NativeType {
@@ -53,9 +55,13 @@ unsafe fn drop_box<T>(object: *mut c_void) {
 ///            threadguard::Status::Stale);
 /// # Ok::<(), threadguard::Error>(())
 /// ```
+#[track_caller]
 pub fn register<T: 'static>(value: T) -> Result<Handle, Error> {
+    let caller = Location::caller();
     let object = Box::into_raw(Box::new(value)).cast::<c_void>();
-    guard::register_entry(object, Kind::Native(native_type::<T>())).map_err(|(error, object)| {
+    let registered =
+        sites::at(|| Site::Rust(caller), || guard::register_entry(object, Kind::Native(native_type::<T>())));
+    registered.map_err(|(error, object)| {
         // SAFETY: `object` is the box made above; registration failed, so nothing else has it.
         unsafe { drop_box::<T>(object) };
         error
@@ -92,8 +98,10 @@ pub fn with<T: 'static, R>(handle: Handle, f: impl FnOnce(&mut T) -> R) -> Resul
 /// # Errors
 /// As [`with`] (without the type check); [`Status::Panic`] if the value's `Drop` panicked
 /// (it still counts as destroyed and is not run again).
+#[track_caller]
 pub fn destroy(handle: Handle) -> Result<(), Error> {
-    guard::destroy("destroy", handle, None)
+    let caller = Location::caller();
+    sites::at(|| Site::Rust(caller), || guard::destroy("destroy", handle, None))
 }
 
 /// Destroys the `T` that `handle` names now; like [`destroy`], and refused with
@@ -101,8 +109,10 @@ pub fn destroy(handle: Handle) -> Result<(), Error> {
 ///
 /// # Errors
 /// As [`destroy`], plus [`Status::WrongType`].
+#[track_caller]
 pub fn destroy_as<T: 'static>(handle: Handle) -> Result<(), Error> {
-    guard::destroy("destroy", handle, Some(Expected::Native(native_type::<T>())))
+    let caller = Location::caller();
+    sites::at(|| Site::Rust(caller), || guard::destroy("destroy", handle, Some(Expected::Native(native_type::<T>()))))
 }
 
 /// Asks the owner to destroy the object, from any thread. The owner runs the destructor right

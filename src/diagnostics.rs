@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Process-wide counters (`tg_stats` in C). All fields are totals since the process started,
-/// except `live`, `deferred_pending` and `threads_live`, which are current values.
+/// except `live`, `deferred_pending`, `threads_live` and `detached`, which are current values.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Objects registered and not yet destroyed.
+    /// Objects registered and not yet destroyed (detached ones included).
     pub live: u64,
     /// Objects ever registered.
     pub created: u64,
@@ -57,9 +57,11 @@ pub struct Stats {
     pub threads_live: u64,
     /// Threads that have ever entered the library.
     pub threads_started: u64,
+    /// Objects detached (tg_detach) and neither adopted nor destroyed yet: they belong to no thread.
+    pub detached: u64,
 }
 
-static_assertions::assert_eq_size!(Stats, [u64; 16]);
+static_assertions::assert_eq_size!(Stats, [u64; 17]);
 
 /// One thread's counters. Several threads may write one cell over time (the cell of an exited
 /// thread is handed to a later one), so updates are atomic adds: never on the borrow path.
@@ -171,6 +173,7 @@ pub fn stats() -> Stats {
     ] = by_kind;
     stats.violations = by_kind.iter().sum();
     (stats.threads_live, stats.threads_started) = identity::thread_counts();
+    stats.detached = crate::transfer::detached_count();
     stats
 }
 
@@ -233,4 +236,4 @@ fn write_diagnostic(line: &str) {
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The C ABI version: bumped on any incompatible change to `threadguard.h`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;

@@ -42,6 +42,16 @@ enum Reason {
     Sweep,
 }
 
+impl Reason {
+    /// How a destruction for this reason is worded in site records.
+    fn site(self) -> &'static str {
+        match self {
+            Reason::Deferred => "by a destroy_later request",
+            Reason::Sweep => "at thread cleanup or exit",
+        }
+    }
+}
+
 fn describe_kind(kind: &Kind) -> String {
     match kind {
         Kind::Foreign { type_tag, .. } => format!("a C object with type tag {type_tag}"),
@@ -65,28 +75,35 @@ impl ThreadState {
     #[inline(never)]
     fn foreign_owner(&self, op: &str, handle: Handle) -> Error {
         let caller = self.describe();
+        if let Some(message) = crate::transfer::detached_refusal(op, handle) {
+            return self.violation_for(handle, Status::Stale, format!("{message}, used from thread {caller}"));
+        }
         match identity::liveness(handle.owner) {
-            Liveness::Live(owner) => self.violation(
+            Liveness::Live(owner) => self.violation_for(
+                handle,
                 Status::WrongThread,
                 format!(
                     "{op}: handle {handle:?} is owned by thread {}, used from thread {caller}",
                     owner.describe_as("alive")
                 ),
             ),
-            Liveness::Exited => self.violation(
+            Liveness::Exited => self.violation_for(
+                handle,
                 Status::OwnerExited,
                 format!(
                     "{op}: handle {handle:?} is owned by thread {} (exited; its objects were destroyed), used from thread {caller}",
                     handle.owner
                 ),
             ),
-            Liveness::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => self.violation(
+            Liveness::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => self.violation_for(
+                handle,
                 Status::Stale,
                 format!(
                     "{op}: handle {handle:?} is a runner or completion-queue handle (or a forged one), not a thread-owned object, used from thread {caller}"
                 ),
             ),
-            Liveness::NeverIssued => self.violation(
+            Liveness::NeverIssued => self.violation_for(
+                handle,
                 Status::Stale,
                 format!(
                     "{op}: handle {handle:?} names owner thread {}, which was never issued (forged or corrupted handle), used from thread {caller}",
@@ -98,7 +115,7 @@ impl ThreadState {
 
     /// Checks null and owner; returns `Ok` if the handle belongs to this thread.
     #[inline]
-    fn check_owner(&self, op: &str, handle: Handle) -> Result<(), Error> {
+    pub(crate) fn check_owner(&self, op: &str, handle: Handle) -> Result<(), Error> {
         // This thread's ID is never 0, so a null handle fails the comparison too.
         if handle.owner != self.id {
             return Err(self.not_owner(op, handle));
@@ -120,13 +137,15 @@ impl ThreadState {
     /// The error for a handle of this thread that the table refused.
     #[cold]
     #[inline(never)]
-    fn refused(&self, op: &str, handle: Handle, refusal: Refusal, expected: Option<Expected>) -> Error {
+    pub(crate) fn refused(&self, op: &str, handle: Handle, refusal: Refusal, expected: Option<Expected>) -> Error {
         match (refusal, expected) {
-            (Refusal::WrongType(actual), Some(expected)) => self.violation(
+            (Refusal::WrongType(actual), Some(expected)) => self.violation_for(
+                handle,
                 Status::WrongType,
                 format!("{op}: handle {handle:?} names {}, expected {}", describe_kind(&actual), expected.describe()),
             ),
-            (Refusal::Busy, _) => self.violation(
+            (Refusal::Busy, _) => self.violation_for(
+                handle,
                 Status::Busy,
                 format!(
                     "{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)",
@@ -140,7 +159,8 @@ impl ThreadState {
     #[cold]
     #[inline(never)]
     fn stale(&self, op: &str, handle: Handle) -> Error {
-        self.violation(
+        self.violation_for(
+            handle,
             Status::Stale,
             format!(
                 "{op}: handle {handle:?} of thread {} names no live object (destroyed, or a forged key)",
@@ -197,6 +217,7 @@ impl ThreadState {
                     }
                 }
                 Ok(removed) => {
+                    crate::sites::record_destroyed(self, key, reason.site());
                     destroyed += 1;
                     first_error = first_error.and(self.run_destructor(removed));
                 }
@@ -212,7 +233,7 @@ impl ThreadState {
     }
 
     /// Runs a removed entry's destructor on this thread, with the table released.
-    fn run_destructor(&self, removed: Removed) -> Result<(), Error> {
+    pub(crate) fn run_destructor(&self, removed: Removed) -> Result<(), Error> {
         let outcome = match removed.kind {
             Kind::Foreign { destructor: Some(destructor), .. } => {
                 // SAFETY: the destructor and object were registered together by this thread,
@@ -343,6 +364,7 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
             )
         })?;
         state.counters.created();
+        crate::sites::record_registered(state, key);
         state.after_success();
         Ok(Handle { owner: state.id, key })
     });
@@ -362,11 +384,14 @@ pub(crate) fn borrow<R>(
 ) -> Result<R, Error> {
     with_state(|state| {
         state.check_owner(op, handle)?;
-        let borrowed = state
-            .table
-            .borrow_mut()
-            .begin_borrow(handle.key, expected)
-            .map_err(|refusal| state.refused(op, handle, refusal, Some(expected)))?;
+        // A match, not `map_err` with a closure: how a closure is inlined depends on how the
+        // crate is split into codegen units, and when it is not, `expected` escapes to memory
+        // and the type check is no longer folded into the caller (11 instructions more).
+        let begun = state.table.borrow_mut().begin_borrow(handle.key, expected);
+        let borrowed = match begun {
+            Ok(borrowed) => borrowed,
+            Err(refusal) => return Err(state.refused(op, handle, refusal, Some(expected))),
+        };
         let Some(call) = call else {
             state.table.borrow_mut().end_borrow(borrowed);
             return Err(state.null_argument(op, null_arg));
@@ -391,6 +416,7 @@ pub(crate) fn destroy(op: &str, handle: Handle, expected: Option<Expected>) -> R
             .borrow_mut()
             .remove(handle.key, expected)
             .map_err(|refusal| state.refused(op, handle, refusal, expected))?;
+        crate::sites::record_destroyed(state, handle.key, "");
         let outcome = state.run_destructor(removed);
         state.after_success();
         outcome

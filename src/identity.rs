@@ -190,6 +190,8 @@ mod fork {
 
     /// The locks held across one `fork`, by the thread that forks.
     struct Held {
+        /// The token registry's and the site records' locks, taken first (see their modules).
+        side: (crate::transfer::ForkLock, crate::sites::ForkLock),
         own: Option<OwnInbox>,
         cells: MutexGuard<'static, Pool>,
         registry: MutexGuard<'static, Registry>,
@@ -212,6 +214,7 @@ mod fork {
 
     extern "C" fn prepare() {
         crate::guard::catch_and_discard(|| {
+            let side = (crate::transfer::lock_for_fork(), crate::sites::lock_for_fork());
             let own = crate::state::with_existing_state(|state| Arc::clone(&state.record)).map(|record| {
                 let record = Arc::into_raw(record);
                 // SAFETY: `record` came from `Arc::into_raw` just above; the count it carries
@@ -221,7 +224,7 @@ mod fork {
                 OwnInbox { _guard: guard, record }
             });
             let cells = diagnostics::lock_for_fork();
-            let held = Held { own, cells, registry: registry() };
+            let held = Held { side, own, cells, registry: registry() };
             // If this thread's thread-locals are gone, `held` is dropped unused and the fork
             // goes ahead without the locks (the child then takes only what is free).
             let _ = HELD.try_with(|slot| slot.replace(Some(held)));
@@ -232,8 +235,9 @@ mod fork {
     /// the registry guard, still held.
     fn release() -> Option<(Option<u64>, MutexGuard<'static, Registry>)> {
         let held = HELD.try_with(|slot| slot.borrow_mut().take()).ok().flatten()?;
-        let Held { own, cells, registry } = held;
+        let Held { side, own, cells, registry } = held;
         drop(cells);
+        drop(side);
         let id = own.map(|own| {
             let record = own.record;
             drop(own);

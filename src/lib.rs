@@ -33,6 +33,10 @@
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
 //! - `guard`: the checked operations (I2, I4, I6).
+//! - `transfer`: detaching an object into a one-time [`Token`] and adopting it on another
+//!   thread ([`detach`], [`adopt`], [`destroy_token`]; I5).
+//! - [`sites`]: the debug mode that names where objects were registered and destroyed in
+//!   refusal messages.
 //! - `unwind`: how C function pointers are called: a callback that unwinds aborts (I3).
 //! - [`runner`]: a dedicated owner thread fed by a bounded queue, with callbacks, blocking
 //!   calls and completion queues, for hosts that cannot pin their callers.
@@ -53,8 +57,10 @@ mod handle;
 pub(crate) mod identity;
 mod inbox;
 mod keymix;
+pub mod sites;
 mod state;
 mod table;
+mod transfer;
 mod unwind;
 
 pub mod ffi;
@@ -69,3 +75,4 @@ pub use diagnostics::{ABI_VERSION, Stats, VERSION, ViolationPolicy, set_violatio
 pub use error::{Error, Status};
 pub use handle::Handle;
 pub use inbox::PENDING_LIMIT;
+pub use transfer::{SETTLED_MEMORY, Token, adopt, destroy_token, detach};

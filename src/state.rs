@@ -90,6 +90,7 @@ fn init() -> Result<*const ThreadState, Error> {
         .map_err(|_| Error::new(Status::ShutDown, "this thread is exiting; it can no longer own objects"))?;
     // The backup hook: without it, a thread in its late exit stages would never be cleaned up.
     let key = late_exit::key()?;
+    crate::sites::init_from_env();
     // `thread::current` panics once the standard library's thread-locals are gone.
     let name = match catch_unwind(|| std::thread::current().name().map(Arc::<str>::from)) {
         Ok(name) => name,

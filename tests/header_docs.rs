@@ -36,6 +36,13 @@ fn entry_points_document_every_status_they_can_return() {
         ("tg_with", &["TG_ERR_SHUT_DOWN", "TG_ERR_LIMIT", "TG_ERR_PANIC", "TG_ERR_BUSY", "TG_ERR_NULL_POINTER"]),
         ("tg_register", &["TG_ERR_SHUT_DOWN", "TG_ERR_LIMIT", "TG_ERR_PANIC", "TG_ERR_NULL_POINTER"]),
         ("tg_destroy_later", &["TG_ERR_LIMIT", "TG_ERR_OWNER_EXITED"]),
+        ("tg_detach", &["TG_ERR_STALE", "TG_ERR_WRONG_TYPE", "TG_ERR_BUSY", "TG_ERR_NULL_POINTER", "TG_ERR_PANIC"]),
+        (
+            "tg_adopt",
+            &["TG_ERR_NULL_HANDLE", "TG_ERR_STALE", "TG_ERR_NULL_POINTER", "TG_ERR_SHUT_DOWN", "TG_ERR_LIMIT"],
+        ),
+        ("tg_token_destroy", &["TG_ERR_NULL_HANDLE", "TG_ERR_STALE", "TG_ERR_PANIC"]),
+        ("tg_register_at", &["TG_ERR_NULL_POINTER", "TG_ERR_SHUT_DOWN", "TG_ERR_LIMIT", "TG_ERR_PANIC"]),
     ];
     for (function, codes) in expected {
         let doc = doc_of(function);

@@ -5,8 +5,8 @@
 use std::ffi::{CStr, c_char, c_void};
 use std::fmt::Write as _;
 use std::ptr;
-use threadguard::Handle;
 use threadguard::ffi::*;
+use threadguard::{Handle, Token};
 
 const TAG: u32 = 7;
 const BEGIN: &str = "<!-- misuse-matrix:begin -->";
@@ -145,6 +145,35 @@ fn owner_of(handle: Handle) -> tg_status {
     unsafe { tg_owner_of(handle, &mut owner) }
 }
 
+/// Detaches the object; a token it gets is destroyed at once (the matrix only wants the code).
+fn detach(handle: Handle) -> tg_status {
+    let mut token = Token::NULL;
+    // SAFETY: `token` is valid for writes.
+    let status = unsafe { tg_detach(handle, TAG, &mut token) };
+    if status == TG_OK {
+        assert_eq!(tg_token_destroy(token), TG_OK);
+    }
+    status
+}
+
+/// A fresh token for a detached object of the kind `register` makes.
+fn token() -> Token {
+    let mut token = Token::NULL;
+    // SAFETY: `token` is valid for writes.
+    assert_eq!(unsafe { tg_detach(register(), TAG, &mut token) }, TG_OK);
+    token
+}
+
+fn adopt(token: Token) -> tg_status {
+    let mut handle = Handle::NULL;
+    // SAFETY: `handle` is valid for writes.
+    let status = unsafe { tg_adopt(token, &mut handle) };
+    if status == TG_OK {
+        assert_eq!(tg_destroy(handle), TG_OK);
+    }
+    status
+}
+
 const INSIDE: fn(Handle, Box<dyn FnMut()>) = inside_c_object;
 
 fn handle_entries() -> Vec<HandleEntry> {
@@ -169,6 +198,16 @@ fn handle_entries() -> Vec<HandleEntry> {
             inside: INSIDE,
         },
         HandleEntry {
+            name: "tg_destroy_at",
+            make: register,
+            // SAFETY: the file name is a NUL-terminated string.
+            call: |h| unsafe { tg_destroy_at(h, c"matrix.c".as_ptr(), 1) },
+            null_pointer: None,
+            other_type: None,
+            panicking: None,
+            inside: INSIDE,
+        },
+        HandleEntry {
             name: "tg_destroy_later",
             make: register,
             call: |h| tg_destroy_later(h),
@@ -184,6 +223,16 @@ fn handle_entries() -> Vec<HandleEntry> {
             // SAFETY: a NULL out pointer is a documented argument.
             null_pointer: Some(|h| unsafe { tg_owner_of(h, ptr::null_mut()) }),
             other_type: None,
+            panicking: None,
+            inside: INSIDE,
+        },
+        HandleEntry {
+            name: "tg_detach",
+            make: register,
+            call: detach,
+            // SAFETY: a NULL out pointer is a documented argument.
+            null_pointer: Some(|h| unsafe { tg_detach(h, TAG, ptr::null_mut()) }),
+            other_type: Some(make_gadget),
             panicking: None,
             inside: INSIDE,
         },
@@ -217,13 +266,14 @@ thread_local! {
 
 struct Probe;
 
-static SHUTDOWN_CELLS: std::sync::Mutex<Option<[tg_status; 8]>> = std::sync::Mutex::new(None);
+static SHUTDOWN_CELLS: std::sync::Mutex<Option<[tg_status; 13]>> = std::sync::Mutex::new(None);
 
 impl Drop for Probe {
     fn drop(&mut self) {
         let handle = Handle { owner: 1, key: 1 };
         let mut out = Handle::NULL;
         let mut stats = std::mem::MaybeUninit::<threadguard::Stats>::uninit();
+        let mut token = Token::NULL;
         // SAFETY: every pointer is valid for writes; callbacks ignore their arguments.
         let results = unsafe {
             [
@@ -235,13 +285,18 @@ impl Drop for Probe {
                 tg_thread_cleanup(),
                 owner_of(handle),
                 tg_get_stats(stats.as_mut_ptr()),
+                tg_detach(handle, TAG, &mut token),
+                tg_adopt(Token { id: 1, check: 1 }, &mut out),
+                tg_token_destroy(Token { id: 1, check: 1 }),
+                tg_destroy_at(handle, c"matrix.c".as_ptr(), 1),
+                tg_register_at(TAG, ptr::null_mut(), None, &mut out, c"matrix.c".as_ptr(), 1),
             ]
         };
         *SHUTDOWN_CELLS.lock().unwrap() = Some(results);
     }
 }
 
-fn after_shutdown() -> [tg_status; 8] {
+fn after_shutdown() -> [tg_status; 13] {
     std::thread::spawn(|| {
         AFTER_SHUTDOWN.with(|_| ());
         tg_current_thread_id();
@@ -305,7 +360,7 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
             (None, "tg_with") => Cell_::Text("C cannot unwind (aborts)"),
             (None, _) => Cell_::NotApplicable,
         });
-        cells.push(match [1, 2, 3, 6].get(index) {
+        cells.push(match [1, 2, 11, 3, 6, 8].get(index) {
             Some(&column) => Cell_::Code(shutdown[column]),
             None => Cell_::NotApplicable,
         });
@@ -331,6 +386,19 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
     row[11] = Cell_::Code(shutdown[0]);
     rows.push(("tg_register", row));
 
+    let mut nested_register_at = TG_OK;
+    inside_borrow(live, &mut || {
+        // SAFETY: `out` is valid for writes; the file name is NUL-terminated.
+        nested_register_at = unsafe { tg_register_at(TAG, ptr::null_mut(), None, &mut out, c"m.c".as_ptr(), 1) };
+    });
+    assert_eq!(tg_destroy(out), TG_OK);
+    let mut row = vec![na; 12];
+    // SAFETY: a NULL out pointer and a NULL file name are documented arguments.
+    row[8] = Cell_::Code(unsafe { tg_register_at(TAG, ptr::null_mut(), None, ptr::null_mut(), ptr::null(), 1) });
+    row[9] = Cell_::Code(nested_register_at);
+    row[11] = Cell_::Code(shutdown[12]);
+    rows.push(("tg_register_at", row));
+
     let mut nested_pending = TG_OK;
     inside_borrow(live, &mut || nested_pending = tg_run_pending());
     let mut row = vec![na; 12];
@@ -350,6 +418,40 @@ fn matrix() -> Vec<(&'static str, Vec<Cell_>)> {
     row[8] = Cell_::Code(unsafe { tg_get_stats(ptr::null_mut()) });
     row[11] = Cell_::Code(shutdown[7]);
     rows.push(("tg_get_stats", row));
+
+    // Entry points that take a token: the columns read as for handles (a token whose object
+    // was destroyed, a token destroyed twice, a token made on another thread, ...).
+    type TokenCall = fn(Token) -> tg_status;
+    let token_entries: [(&str, TokenCall, usize); 2] =
+        [("tg_adopt", adopt, 9), ("tg_token_destroy", |t| tg_token_destroy(t), 10)];
+    for (name, call, shutdown_column) in token_entries {
+        let mut row = vec![na; 12];
+        row[0] = Cell_::Code(call(Token::NULL));
+        row[1] = Cell_::Code(call(Token { id: 0x5eed_1234, check: 0x0bad_c0de }));
+        let live = token();
+        row[2] = Cell_::Code(call(Token { check: live.check ^ (1 << 17), ..live }));
+        let dead = token();
+        assert_eq!(tg_token_destroy(dead), TG_OK);
+        row[3] = Cell_::Code(call(dead));
+        if name == "tg_token_destroy" {
+            let twice = token();
+            assert_eq!(call(twice), TG_OK);
+            row[4] = Cell_::Code(call(twice));
+        }
+        let theirs = std::thread::spawn(token).join().unwrap();
+        row[6] = Cell_::Code(call(theirs));
+        let exited = std::thread::spawn(token).join().unwrap();
+        row[7] = Cell_::Code(call(exited));
+        if name == "tg_adopt" {
+            // SAFETY: a NULL out pointer is a documented argument.
+            row[8] = Cell_::Code(unsafe { tg_adopt(live, ptr::null_mut()) });
+        }
+        let mut nested = TG_OK;
+        inside_borrow(register(), &mut || nested = call(live));
+        row[9] = Cell_::Code(nested);
+        row[11] = Cell_::Code(shutdown[shutdown_column]);
+        rows.push((name, row));
+    }
 
     let mut row = vec![na; 12];
     // SAFETY: a NULL name is a documented argument.

@@ -43,6 +43,7 @@ fn seed_corpus_and_regression_programs_match_the_model() {
 fn seeded_random_programs_match_the_model() {
     let mut statuses = BTreeMap::new();
     let mut steps = 0;
+    let (mut detached, mut adopted) = (0, 0);
     for seed in 0..RANDOM_PROGRAMS {
         let program = model::random_program(seed);
         let summary = std::panic::catch_unwind(|| model::run(&program)).unwrap_or_else(|panic| {
@@ -50,9 +51,13 @@ fn seeded_random_programs_match_the_model() {
             std::panic::resume_unwind(panic)
         });
         steps += summary.steps;
+        (detached, adopted) = (detached + summary.detached, adopted + summary.adopted);
         add(&mut statuses, &summary);
     }
-    eprintln!("{RANDOM_PROGRAMS} programs, {steps} steps, statuses by code: {statuses:?}");
+    eprintln!(
+        "{RANDOM_PROGRAMS} programs, {steps} steps, {detached} detached, {adopted} adopted, statuses by code: {statuses:?}"
+    );
+    assert!(detached > 0 && adopted > 0, "no program moved an object: {detached} detached, {adopted} adopted");
     // The generator reaches every kind of outcome (-1: a panic propagated from `with`).
     for code in -1..=10 {
         assert!(statuses.get(&code).copied().unwrap_or(0) > 0, "no program produced status {code}: {statuses:?}");

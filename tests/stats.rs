@@ -24,6 +24,7 @@ fn delta(before: Stats, after: Stats) -> Stats {
         panics: after.panics - before.panics,
         threads_live: after.threads_live.wrapping_sub(before.threads_live),
         threads_started: after.threads_started - before.threads_started,
+        detached: after.detached.wrapping_sub(before.detached),
     }
 }
 

@@ -13,6 +13,7 @@
  *   tg_with_owner_exited  refused: the owner thread has exited (TG_ERR_OWNER_EXITED)
  *   tg_with_stale         refused: the object was destroyed (TG_ERR_STALE)
  *   tg_register_destroy   one tg_register and one tg_destroy
+ *   tg_register_destroy_sites  TG_REGISTER and TG_DESTROY with the sites debug mode on
  *
  * Each timing is the median of RUNS runs of a loop sized to take at least MIN_RUN_NS of the
  * thread's CPU time (CLOCK_THREAD_CPUTIME_ID: time the thread spends preempted by other
@@ -105,6 +106,17 @@ static void loop_tg_register_destroy(uint64_t n) {
     expect("tg_register + tg_destroy", bad, TG_OK);
 }
 
+static void loop_tg_register_destroy_sites(uint64_t n) {
+    tg_status bad = tg_set_sites(1);
+    for (uint64_t i = 0; i < n; i++) {
+        tg_handle h;
+        bad |= TG_REGISTER(TAG, &counter, NULL, &h);
+        bad |= TG_DESTROY(h);
+    }
+    bad |= tg_set_sites(0);
+    expect("TG_REGISTER + TG_DESTROY (sites on)", bad, TG_OK);
+}
+
 struct op {
     const char *name;
     void (*loop)(uint64_t n);
@@ -117,6 +129,7 @@ static const struct op ops[] = {
     {"tg_with_owner_exited", loop_tg_with_owner_exited},
     {"tg_with_stale", loop_tg_with_stale},
     {"tg_register_destroy", loop_tg_register_destroy},
+    {"tg_register_destroy_sites", loop_tg_register_destroy_sites},
 };
 #define N_OPS (sizeof ops / sizeof ops[0])
 

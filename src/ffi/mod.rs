@@ -16,11 +16,15 @@ mod info;
 mod objects;
 mod process;
 mod runner;
+mod sites;
+mod transfer;
 
 pub use info::*;
 pub use objects::*;
 pub use process::*;
 pub use runner::*;
+pub use sites::*;
+pub use transfer::*;
 
 use crate::error::Status;
 use static_assertions::const_assert_eq;
@@ -86,7 +90,7 @@ pub const TG_PENDING_LIMIT: u32 = 1 << 20;
 const_assert_eq!(TG_PENDING_LIMIT as usize, crate::PENDING_LIMIT);
 
 /// The ABI version this header describes; compare with tg_abi_version() at run time.
-pub const TG_ABI_VERSION: u32 = 1;
+pub const TG_ABI_VERSION: u32 = 2;
 const_assert_eq!(TG_ABI_VERSION, crate::ABI_VERSION);
 
 /// Destroys a registered object. Called exactly once, on the owner thread. May be NULL.

@@ -33,7 +33,7 @@ TG_VALGRIND ?= valgrind
 TG_NATIVE_LIBS ?= -lpthread -ldl -lm
 
 TG_C_DIR := tests/c
-TG_C_TESTS := test_api test_threads test_forged test_runner test_late_exit test_fork
+TG_C_TESTS := test_api test_threads test_forged test_runner test_late_exit test_fork test_transfer test_sites
 # C++ only (tests/c/*.cpp): callbacks that throw.
 TG_CXX_TESTS := test_unwind
 TG_C_DEPS := $(TG_C_DIR)/tg_test.h $(TG_INCLUDE)/threadguard.h

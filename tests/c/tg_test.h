@@ -577,7 +577,8 @@ static inline void tgt_worker_stop(tgt_worker *w)
     X(violations_invalid_argument)                                                                 \
     X(panics)                                                                                      \
     X(threads_live)                                                                                \
-    X(threads_started)
+    X(threads_started)                                                                             \
+    X(detached)
 
 #define TGT_FIELD_ENUM(f) TGF_##f,
 enum { TGT_STATS_FIELDS(TGT_FIELD_ENUM) TGF_COUNT };

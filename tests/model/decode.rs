@@ -6,7 +6,7 @@
 //! thread", "one whose owner exited", "a destroyed one", "this one with bit 70 flipped" or
 //! "a forged one": small inputs reach every kind of misuse.
 
-use super::ops::{Api, Body, DestroyHow, HandleRef, ObjectKind, OnDrop, Op, RustType, Step};
+use super::ops::{Api, Body, DestroyHow, HandleRef, ObjectKind, OnDrop, Op, RustType, Step, TokenRef};
 use super::oracle::Model;
 use threadguard::Handle;
 
@@ -142,8 +142,47 @@ impl Decoder<'_, '_, '_> {
                 let handle = self.handle(parent);
                 Op::OwnerOf { api, handle, null_out: api != Api::Rust && self.byte().is_multiple_of(8) }
             }
-            // 175..=189, and 215..=224 below the top level (where it means a thread exit).
+            180..=183 => {
+                // Mostly an object this thread owns, so that detaches get through.
+                let handle = match self.byte() % 4 {
+                    0 => self.handle(parent),
+                    _ => {
+                        let me = self.thread;
+                        HandleRef::Fixed(self.pick(|owner, live| live && owner == me))
+                    }
+                };
+                let (mut api, mut tag, mut rust) = (self.api(), self.tag(), self.rust_type());
+                if !self.byte().is_multiple_of(4) {
+                    match self.kind_of(handle) {
+                        Some(ObjectKind::C { tag: actual }) => (api, tag) = (Api::C, actual),
+                        Some(ObjectKind::Rust(actual)) => (api, rust) = (Api::Rust, actual),
+                        _ => {}
+                    }
+                }
+                let null_out = api != Api::Rust && self.byte().is_multiple_of(16);
+                Op::Detach { api, handle, tag, rust, null_out }
+            }
+            184..=186 => {
+                let (api, token, rust) = (self.api(), self.token(), self.rust_type());
+                let null_out = api != Api::Rust && self.byte().is_multiple_of(16);
+                Op::Adopt { api, token, rust, null_out }
+            }
+            187..=189 => Op::TokenDestroy { api: self.api(), token: self.token() },
+            // 175..=179, and 215..=224 below the top level (where it means a thread exit).
             _ => Op::RunPending { api: self.api() },
+        }
+    }
+
+    /// A token: mostly one issued (the latest ones most often), sometimes forged or null.
+    fn token(&mut self) -> TokenRef {
+        let choice = self.byte();
+        let index = usize::from(self.byte());
+        match choice % 8 {
+            0 => TokenRef::Null,
+            1 => TokenRef::Forged(index),
+            // Counted from the end at run time: `usize::MAX - n` is the n-th latest.
+            2..=4 => TokenRef::Issued(usize::MAX - index % 4),
+            _ => TokenRef::Issued(index),
         }
     }
 

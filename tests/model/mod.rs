@@ -2,7 +2,7 @@
 //!
 //! A program is any byte string. [`run`] decodes it into steps over [`SLOTS`] worker
 //! threads (register, borrow with nested calls, destroy now or later, run pending, cleanup,
-//! owner queries, thread exit; handles real, stale, foreign, from exited owners, bit-flipped
+//! owner queries, detach, adopt and token destroy, thread exit; handles real, stale, foreign, from exited owners, bit-flipped
 //! or forged; callbacks and destructors that call back in or panic), runs each step on its
 //! worker through the C ABI, the Rust API or functions written by `export_thread_affine!`,
 //! and replays it against the model in `oracle`. Workers run one step at a time, so a program
@@ -46,6 +46,9 @@ static MAX_THREAD_ID: AtomicU64 = AtomicU64::new(0);
 pub struct Summary {
     pub steps: usize,
     pub statuses: BTreeMap<i32, u64>,
+    /// Tokens detaches issued, and how many of them the program adopted.
+    pub detached: usize,
+    pub adopted: usize,
 }
 
 /// Silences the panics the harness causes on purpose and passes every other one on to the
@@ -141,23 +144,50 @@ pub fn run(input: &[u8]) -> Summary {
     }
     // The end: a cleanup on every worker, then a run_pending on every worker (for requests
     // that destructors run by the cleanups queued), replayed like any op; then one worker,
-    // chosen by the input, exits and a new thread takes its slot.
-    for op in [Op::Cleanup { api: Api::C }, Op::RunPending { api: Api::C }] {
-        for slot in 0..SLOTS {
-            let thread = harness.id(slot);
-            model.transcript.push(format!("end: thread {thread}: {op:?}"));
-            worker::reset_step();
-            harness.workers[slot].as_ref().expect("a worker").run(&harness.crew, op.clone());
-            model.replay_op(thread, &op, worker::take_trace());
+    // chosen by the input, exits and a new thread takes its slot. Tokens never adopted are
+    // destroyed first, by slot 0 (a detached object belongs to no thread, so no cleanup or exit
+    // destroys it); destructors run by any of these may detach more, hence the rounds.
+    let mut exited = false;
+    for round in 0.. {
+        if round > 16 {
+            model.fail("destructors keep detaching objects".to_owned());
+        }
+        for index in model.in_flight() {
+            end_op(&mut harness, &mut model, 0, Op::TokenDestroy { api: Api::C, token: ops::TokenRef::Issued(index) });
+            model.check_stats(&base, &threadguard::stats());
+        }
+        for op in [Op::Cleanup { api: Api::C }, Op::RunPending { api: Api::C }] {
+            for slot in 0..SLOTS {
+                end_op(&mut harness, &mut model, slot, op.clone());
+            }
+        }
+        if !model.in_flight().is_empty() {
+            continue;
+        }
+        if exited {
+            break;
+        }
+        exit(&mut harness, &mut model, exiting, true, steps);
+        exited = true;
+        if model.in_flight().is_empty() {
+            break;
         }
     }
-    exit(&mut harness, &mut model, exiting, true, steps);
     model.check_stats(&base, &threadguard::stats());
     if let Some((obj, _)) = model.objects.iter().find(|(_, object)| object.live) {
         model.fail(format!("object {obj} is still live after every worker's cleanup"));
     }
     *POOL.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(harness);
-    Summary { steps, statuses: model.seen.clone() }
+    Summary { steps, statuses: model.seen.clone(), detached: model.tokens.len(), adopted: model.adopted }
+}
+
+/// Runs `op` on the worker in `slot` after the program's last step and replays it.
+fn end_op(harness: &mut Harness, model: &mut Model, slot: usize, op: Op) {
+    let thread = harness.id(slot);
+    model.transcript.push(format!("end: thread {thread}: {op:?}"));
+    worker::reset_step();
+    harness.workers[slot].as_ref().expect("a worker").run(&harness.crew, op.clone());
+    model.replay_op(thread, &op, worker::take_trace());
 }
 
 /// Starts a worker for `slot` and tells the model (and later programs) its thread ID.

@@ -4,7 +4,7 @@
 //! from the input bytes and the model's state, a worker thread executes them against the
 //! library, and the model replays them against the trace of events the execution recorded.
 
-use threadguard::Handle;
+use threadguard::{Handle, Token};
 
 /// The harness's number for an object: unique within one program, never 0. For C objects it
 /// is also the object pointer the library hands to callbacks and destructors.
@@ -68,6 +68,34 @@ pub enum DestroyHow {
     Export,
 }
 
+/// A token as an op names it: resolved when the op runs, against the tokens issued so far in
+/// the program (in issue order), so that tokens issued earlier in the same step can be named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRef {
+    /// The n-th token issued (modulo how many there are; the null token if none).
+    Issued(usize),
+    /// That token with its check word flipped in one bit.
+    Forged(usize),
+    Null,
+}
+
+impl TokenRef {
+    /// Which of `issued` tokens this names (`None`: the null token), and whether forged.
+    pub fn pick(self, issued: usize) -> (Option<usize>, bool) {
+        let (index, forged) = match self {
+            TokenRef::Null => return (None, false),
+            TokenRef::Issued(index) => (index, false),
+            TokenRef::Forged(index) => (index, true),
+        };
+        if issued == 0 {
+            return (None, false);
+        }
+        let latest = usize::MAX - index;
+        let at = if latest < 4 { issued - 1 - latest % issued } else { index % issued };
+        (Some(at), forged)
+    }
+}
+
 /// The code of a borrow callback: more ops (nested calls at depth + 1), then maybe a panic.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Body {
@@ -125,6 +153,26 @@ pub enum Op {
         handle: HandleRef,
         null_out: bool,
     },
+    /// `tg_detach(handle, tag)` (C) or `threadguard::detach::<rust>` (Rust).
+    Detach {
+        api: Api,
+        handle: HandleRef,
+        tag: u32,
+        rust: RustType,
+        null_out: bool,
+    },
+    /// `tg_adopt` (C) or `threadguard::adopt::<rust>` (Rust).
+    Adopt {
+        api: Api,
+        token: TokenRef,
+        rust: RustType,
+        null_out: bool,
+    },
+    /// `tg_token_destroy` (C) or `threadguard::destroy_token` (Rust).
+    TokenDestroy {
+        api: Api,
+        token: TokenRef,
+    },
 }
 
 /// A top-level step of a program, on one of the worker slots.
@@ -156,6 +204,10 @@ pub const INTENTIONAL_PANIC: &str = "threadguard-model: intentional panic";
 pub enum Event {
     /// A registration succeeded.
     Registered { obj: ObjId, handle: Handle },
+    /// A detach succeeded and issued this token.
+    Detached { token: Token },
+    /// An adoption succeeded: the object now has this handle.
+    Adopted { handle: Handle },
     /// A borrow callback started with this object.
     Callback { obj: ObjId },
     /// An object's destructor ran (or a refused Rust value was dropped) on this thread.

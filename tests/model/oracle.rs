@@ -14,9 +14,11 @@
 //! Forged keys resolve only with negligible probability (about n / 2^63), so a handle that is
 //! not exactly one the library issued is stale on its owner thread.
 
-use super::ops::{Api, DestroyHow, Event, HandleRef, ObjId, ObjectKind, OnDrop, Op, RUST_PANIC, RustType, Site};
+use super::ops::{
+    Api, DestroyHow, Event, HandleRef, ObjId, ObjectKind, OnDrop, Op, RUST_PANIC, RustType, Site, TokenRef,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use threadguard::{Handle, Stats, Status};
+use threadguard::{Handle, SETTLED_MEMORY, Stats, Status, Token};
 
 const OK: i32 = 0;
 
@@ -30,6 +32,15 @@ pub struct ObjModel {
     pub live: bool,
     pub busy: bool,
     pub on_drop: OnDrop,
+}
+
+/// One token a detach issued.
+#[derive(Clone, Debug)]
+pub struct TokenModel {
+    pub token: Token,
+    pub obj: ObjId,
+    /// When it was adopted or destroyed (the number of tokens settled before it), if it was.
+    pub settled: Option<usize>,
 }
 
 /// One worker thread, as the model sees it.
@@ -83,6 +94,12 @@ pub struct Model {
     pub transcript: Vec<String>,
     /// How often each status came back (by code).
     pub seen: BTreeMap<i32, u64>,
+    /// Tokens issued, in order; how many were settled; the old handles of detached objects.
+    pub tokens: Vec<TokenModel>,
+    settled: usize,
+    detached_from: HashMap<Handle, usize>,
+    /// Successful adoptions.
+    pub adopted: usize,
 }
 
 impl Model {
@@ -100,6 +117,10 @@ impl Model {
             pos: 0,
             transcript: Vec::new(),
             seen: BTreeMap::new(),
+            tokens: Vec::new(),
+            settled: 0,
+            detached_from: HashMap::new(),
+            adopted: 0,
         }
     }
 
@@ -178,16 +199,60 @@ impl Model {
             return Err(Status::NullHandle);
         }
         if handle.owner != t {
-            return Err(match self.owner_state(handle.owner) {
-                Owner::Live => Status::WrongThread,
-                Owner::Exited => Status::OwnerExited,
-                Owner::NeverIssued => Status::Stale,
-            });
+            return Err(self.foreign(handle));
         }
-        match self.by_handle.get(&handle) {
-            Some(&obj) if self.objects[&obj].live => Ok(obj),
-            _ => Err(Status::Stale),
+        self.live_of(handle).ok_or(Status::Stale)
+    }
+
+    /// The refusal of a handle owned by another thread (`foreign_owner`).
+    fn foreign(&self, handle: Handle) -> Status {
+        if self.remembered(handle) {
+            return Status::Stale;
         }
+        match self.owner_state(handle.owner) {
+            Owner::Live => Status::WrongThread,
+            Owner::Exited => Status::OwnerExited,
+            Owner::NeverIssued => Status::Stale,
+        }
+    }
+
+    /// The object `handle` names in its owner's table, if it is there.
+    fn live_of(&self, handle: Handle) -> Option<ObjId> {
+        let obj = *self.by_handle.get(&handle)?;
+        let object = &self.objects[&obj];
+        (object.live && object.owner == handle.owner && object.handle == Some(handle)).then_some(obj)
+    }
+
+    /// Whether the token registry remembers `handle` as detached: its token is in flight, or
+    /// among the last `SETTLED_MEMORY` settled (older ones were settled in earlier programs).
+    fn remembered(&self, handle: Handle) -> bool {
+        match self.detached_from.get(&handle) {
+            Some(&index) => match self.tokens[index].settled {
+                None => true,
+                Some(order) => self.settled - order <= SETTLED_MEMORY,
+            },
+            None => false,
+        }
+    }
+
+    /// The token `which` names now, or the refusal of it (null, forged, settled).
+    fn token(&self, which: TokenRef) -> Result<usize, Status> {
+        match which.pick(self.tokens.len()) {
+            (None, _) => Err(Status::NullHandle),
+            (Some(_), true) => Err(Status::Stale),
+            (Some(index), false) if self.tokens[index].settled.is_some() => Err(Status::Stale),
+            (Some(index), false) => Ok(index),
+        }
+    }
+
+    fn settle(&mut self, index: usize) {
+        self.tokens[index].settled = Some(self.settled);
+        self.settled += 1;
+    }
+
+    /// Tokens neither adopted nor destroyed.
+    pub fn in_flight(&self) -> Vec<usize> {
+        (0..self.tokens.len()).filter(|&index| self.tokens[index].settled.is_none()).collect()
     }
 
     fn violation(&mut self, status: Status) -> i32 {
@@ -317,6 +382,13 @@ impl Model {
         if actual_pending != pending {
             self.fail(format!("deferred_pending is {actual_pending}, the model has {pending} queued"));
         }
+        let detached = self.in_flight().len() as u64;
+        if delta(now.detached, base.detached) != detached {
+            self.fail(format!(
+                "detached is {}, the model has {detached} tokens in flight",
+                delta(now.detached, base.detached)
+            ));
+        }
         let live = self.objects.values().filter(|object| object.live).count() as u64;
         if delta(now.live, base.live) != live {
             self.fail(format!("live is {} above the start, the model has {live}", delta(now.live, base.live)));
@@ -420,8 +492,10 @@ impl Model {
                         self.thread(handle.owner).inbox.push(handle.key);
                         (OK, None)
                     }
-                    Owner::Exited => (self.violation(Status::OwnerExited), None),
-                    Owner::NeverIssued => (self.violation(Status::Stale), None),
+                    _ => {
+                        let status = self.foreign(handle);
+                        (self.violation(status), None)
+                    }
                 }
             }
             Op::RunPending { .. } => (self.run_pending(t), None),
@@ -440,14 +514,107 @@ impl Model {
                 } else {
                     match self.owner_state(handle.owner) {
                         Owner::Live => {}
-                        Owner::Exited => return (self.violation(Status::OwnerExited), None),
-                        Owner::NeverIssued => return (self.violation(Status::Stale), None),
+                        _ => {
+                            let status = self.foreign(handle);
+                            return (self.violation(status), None);
+                        }
                     }
                 }
                 if *null_out && *api != Api::Rust {
                     return (self.violation(Status::NullPointer), None);
                 }
                 (OK, Some(handle.owner))
+            }
+            Op::Detach { api, handle, tag, rust, null_out } => {
+                let handle = self.resolve(*handle);
+                let obj = match self.check(t, handle) {
+                    Ok(obj) => obj,
+                    Err(status) => return (self.violation(status), None),
+                };
+                let object = &self.objects[&obj];
+                let type_ok = match api {
+                    Api::Rust => object.kind == ObjectKind::Rust(*rust),
+                    _ => object.kind == ObjectKind::C { tag: *tag },
+                };
+                if !type_ok {
+                    return (self.violation(Status::WrongType), None);
+                }
+                if object.busy {
+                    return (self.violation(Status::Busy), None);
+                }
+                if *null_out && *api != Api::Rust {
+                    return (self.violation(Status::NullPointer), None);
+                }
+                // The requests already queued run first, and may destroy (or detach) it.
+                self.after_success(t);
+                if self.live_of(handle) != Some(obj) {
+                    return (self.violation(Status::Stale), None);
+                }
+                let event = self.next_event("a detach's token");
+                let Event::Detached { token } = event else {
+                    self.pos -= 1;
+                    self.fail(format!("expected object {obj} to be detached, got {event:?}"));
+                };
+                if token.is_null() || self.tokens.iter().any(|issued| issued.token.id == token.id) {
+                    self.fail(format!("detach issued token {token:?} twice (or null)"));
+                }
+                let object = self.objects.get_mut(&obj).expect("live");
+                object.owner = 0;
+                object.handle = None;
+                self.detached_from.insert(handle, self.tokens.len());
+                self.tokens.push(TokenModel { token, obj, settled: None });
+                (OK, None)
+            }
+            Op::Adopt { api, token, rust, null_out } => {
+                if *null_out && *api != Api::Rust {
+                    return (self.violation(Status::NullPointer), None);
+                }
+                if self.thread(t).cleaning > 0 {
+                    return (Status::ShutDown.code(), None);
+                }
+                let index = match self.token(*token) {
+                    Ok(index) => index,
+                    Err(status) => return (self.violation(status), None),
+                };
+                let obj = self.tokens[index].obj;
+                if *api == Api::Rust && self.objects[&obj].kind != ObjectKind::Rust(*rust) {
+                    return (self.violation(Status::WrongType), None);
+                }
+                let event = self.next_event("an adoption's handle");
+                let Event::Adopted { handle } = event else {
+                    self.pos -= 1;
+                    self.fail(format!("expected object {obj} to be adopted, got {event:?}"));
+                };
+                if handle.owner != t || !self.issued.insert(handle) {
+                    self.fail(format!(
+                        "object {obj} adopted on thread {t} got handle {handle:?} (foreign or issued before)"
+                    ));
+                }
+                self.by_handle.insert(handle, obj);
+                let object = self.objects.get_mut(&obj).expect("detached, so live");
+                object.owner = t;
+                object.handle = Some(handle);
+                self.step_new.push(handle);
+                self.settle(index);
+                self.adopted += 1;
+                (OK, None)
+            }
+            Op::TokenDestroy { token, .. } => {
+                let index = match self.token(*token) {
+                    Ok(index) => index,
+                    Err(status) => return (self.violation(status), None),
+                };
+                self.settle(index);
+                let obj = self.tokens[index].obj;
+                let object = self.objects.get_mut(&obj).expect("detached, so live");
+                object.live = false;
+                let (kind, on_drop) = (object.kind, object.on_drop.clone());
+                self.counts.destroyed += 1;
+                if self.drop_value(t, obj, kind, &on_drop) {
+                    self.counts.panics += 1;
+                    return (Status::Panic.code(), None);
+                }
+                (OK, None)
             }
         }
     }
@@ -541,7 +708,7 @@ impl Model {
     fn run_requests(&mut self, t: u64, keys: Vec<u64>) -> i32 {
         let mut panicked = false;
         for key in keys {
-            let target = self.by_handle.get(&Handle { owner: t, key }).copied().filter(|obj| self.objects[obj].live);
+            let target = self.live_of(Handle { owner: t, key });
             match target {
                 Some(obj) if self.objects[&obj].busy => {
                     let thread = self.thread(t);

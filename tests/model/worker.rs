@@ -8,14 +8,14 @@
 use super::ops::{
     Api, Body, DestroyHow, Event, HandleRef, INTENTIONAL_PANIC, ObjId, ObjectKind, OnDrop, Op, RUST_PANIC,
 };
-use super::ops::{RustType, Site};
+use super::ops::{RustType, Site, TokenRef};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, MutexGuard};
 use threadguard::ffi::{self, TG_OK};
-use threadguard::{Error, Handle};
+use threadguard::{Error, Handle, Token};
 use threadguard_fuzzkit::Crew;
 
 /// The events of the current step.
@@ -26,6 +26,8 @@ static ON_DROP: Mutex<Option<HashMap<ObjId, OnDrop>>> = Mutex::new(None);
 static STEP_NEW: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
 /// Bodies of the borrows of the current step; callbacks get an index into it as context.
 static BODIES: Mutex<Vec<Body>> = Mutex::new(Vec::new());
+/// Tokens issued by detaches in this program, in order.
+static TOKENS: Mutex<Vec<Token>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// The threadguard ID of this worker, learned when it starts. `const` and without a
@@ -44,6 +46,7 @@ fn record(event: Event) {
 /// Forgets everything a previous program left (call at program start, workers idle).
 pub fn reset_program() {
     *lock(&ON_DROP) = Some(HashMap::new());
+    lock(&TOKENS).clear();
     reset_step();
 }
 
@@ -64,6 +67,20 @@ fn resolve(handle: HandleRef) -> Handle {
         HandleRef::Fixed(handle) => handle,
         HandleRef::StepNew(index) => lock(&STEP_NEW).get(index).copied().unwrap_or(Handle::NULL),
     }
+}
+
+fn token(token: TokenRef) -> Token {
+    let tokens = lock(&TOKENS);
+    match token.pick(tokens.len()) {
+        (None, _) => Token::NULL,
+        (Some(at), false) => tokens[at],
+        (Some(at), true) => Token { check: tokens[at].check ^ (1 << (at % 64)), ..tokens[at] },
+    }
+}
+
+fn adopted(handle: Handle) {
+    lock(&STEP_NEW).push(handle);
+    record(Event::Adopted { handle });
 }
 
 fn registered(obj: ObjId, handle: Handle) {
@@ -279,6 +296,60 @@ pub fn exec(op: &Op, site: Site) {
                     // SAFETY: `out` is NULL or points to a live local.
                     c_status(unsafe { ffi::tg_owner_of(handle, out) })
                 }
+            }
+        }
+        Op::Detach { api, handle, tag, rust, null_out } => {
+            let handle = resolve(*handle);
+            let mut out = Token::NULL;
+            let (code, message) = match api {
+                Api::Rust => {
+                    let result = match rust {
+                        RustType::A => threadguard::detach::<RustA>(handle),
+                        RustType::B => threadguard::detach::<RustB>(handle),
+                    };
+                    out = result.as_ref().copied().unwrap_or(Token::NULL);
+                    rust_status(&result)
+                }
+                _ => {
+                    let out = out_ptr(&mut out, *null_out);
+                    // SAFETY: `out` is NULL or points to a live local.
+                    c_status(unsafe { ffi::tg_detach(handle, *tag, out) })
+                }
+            };
+            if code == TG_OK {
+                lock(&TOKENS).push(out);
+                record(Event::Detached { token: out });
+            }
+            (code, message)
+        }
+        Op::Adopt { api, token: which, rust, null_out } => {
+            let token = token(*which);
+            let mut out = Handle::NULL;
+            let (code, message) = match api {
+                Api::Rust => {
+                    let result = match rust {
+                        RustType::A => threadguard::adopt::<RustA>(token),
+                        RustType::B => threadguard::adopt::<RustB>(token),
+                    };
+                    out = result.as_ref().copied().unwrap_or(Handle::NULL);
+                    rust_status(&result)
+                }
+                _ => {
+                    let out = out_ptr(&mut out, *null_out);
+                    // SAFETY: `out` is NULL or points to a live local.
+                    c_status(unsafe { ffi::tg_adopt(token, out) })
+                }
+            };
+            if code == TG_OK {
+                adopted(out);
+            }
+            (code, message)
+        }
+        Op::TokenDestroy { api, token: which } => {
+            let token = token(*which);
+            match api {
+                Api::Rust => rust_status(&threadguard::destroy_token(token)),
+                _ => c_status(ffi::tg_token_destroy(token)),
             }
         }
     };

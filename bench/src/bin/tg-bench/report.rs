@@ -220,6 +220,7 @@ const C_ROWS: &[(&str, &str)] = &[
     ("tg_with_owner_exited", "`tg_with` refused: `TG_ERR_OWNER_EXITED`"),
     ("tg_with_stale", "`tg_with` refused: `TG_ERR_STALE`"),
     ("tg_register_destroy", "`tg_register` + `tg_destroy` pair"),
+    ("tg_register_destroy_sites", "`TG_REGISTER` + `TG_DESTROY` pair, sites debug mode on"),
 ];
 
 fn c(out: &mut String, r: &Results) {
