@@ -105,6 +105,7 @@ pub(crate) fn release_counters(cell: &'static Counters) {
 
 /// Holds the pool's lock across `fork` (see `identity::fork`), so the child never inherits it
 /// locked by a thread that does not exist there.
+#[cfg_attr(miri, allow(dead_code))] // the fork handlers are not built under Miri
 pub(crate) fn lock_for_fork() -> MutexGuard<'static, Pool> {
     pool()
 }

@@ -56,6 +56,7 @@ impl Default for Inbox {
 }
 
 /// The inbox's lock, held (see [`Inbox::lock_for_fork`]).
+#[cfg_attr(miri, allow(dead_code))] // the fork handlers are not built under Miri
 pub(crate) type InboxLock<'a> = MutexGuard<'a, InboxState>;
 
 /// What the inbox's mutex guards.
@@ -137,6 +138,7 @@ impl Inbox {
     }
 
     /// Holds the inbox's lock across `fork` (see `identity::fork`).
+    #[cfg_attr(miri, allow(dead_code))] // the fork handlers are not built under Miri
     pub(crate) fn lock_for_fork(&self) -> InboxLock<'_> {
         self.lock()
     }
@@ -144,6 +146,7 @@ impl Inbox {
     /// In a forked child, for a thread that does not exist there: closes its inbox and drops
     /// what was queued (counted as settled), so later pushes are refused. An inbox whose lock
     /// was held by a vanished thread at the fork stays as it is (nobody can take it).
+    #[cfg_attr(miri, allow(dead_code))] // the fork handlers are not built under Miri
     pub(crate) fn abandon_after_fork(&self) {
         if let Ok(mut state) = self.state.try_lock() {
             state.closed = true;

@@ -102,6 +102,7 @@ fn records() -> MutexGuard<'static, Records> {
 /// The records' lock, held across `fork` (see `identity::fork`), as [`crate::transfer::lock_for_fork`].
 pub(crate) struct ForkLock(#[allow(dead_code)] MutexGuard<'static, Records>);
 
+#[cfg_attr(miri, allow(dead_code))] // the fork handlers are not built under Miri
 pub(crate) fn lock_for_fork() -> ForkLock {
     ForkLock(records())
 }

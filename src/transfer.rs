@@ -205,6 +205,7 @@ fn registry() -> MutexGuard<'static, Registry> {
 /// lock: messages worded under this lock look threads up.
 pub(crate) struct ForkLock(#[allow(dead_code)] MutexGuard<'static, Registry>);
 
+#[cfg_attr(miri, allow(dead_code))] // the fork handlers are not built under Miri
 pub(crate) fn lock_for_fork() -> ForkLock {
     ForkLock(registry())
 }
