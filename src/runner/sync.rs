@@ -10,9 +10,9 @@
 //! Every wait spins before it sleeps ([`Spin`]): waking a sleeping thread costs tens of
 //! microseconds, a spinning one notices a change in well under one. A waiter takes a snapshot
 //! of its queue's event counter under the lock, releases the lock, and polls the counter
-//! without it; only when the spin and a few yields bring no change does it take the lock again,
-//! re-check its condition and sleep on the condvar, after saying so (the waker notifies only a
-//! sleeper). The lock and the re-check make the spin an optimisation only: a change made at any
+//! without it; only when the spin (and, where spinning pays, a few yields) brings no change
+//! does it take the lock again, re-check its condition and sleep on the condvar, after saying
+//! so (the waker notifies only a sleeper). The lock and the re-check make the spin an optimisation only: a change made at any
 //! point is seen either by the poll or by the re-check under the lock (the loom models check it).
 
 use std::time::{Duration, Instant};
@@ -91,41 +91,50 @@ pub(crate) fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>, deadline:
 /// CPU (well under 2 µs here) many times over, short enough that a waiter whose peer went idle
 /// stops burning its CPU within a few tens of microseconds.
 const SPIN_LIMIT_NS: u32 = 20_000;
-/// A budget below this is not worth spinning for: the wait goes straight to yielding.
+/// A budget below this is not worth spinning for: the wait does not spin.
 const SPIN_FLOOR_NS: u32 = 500;
-/// The budget a wait tries when spinning has stopped paying, once every [`PROBE_EVERY`] waits,
-/// to find out whether it pays again (the peer moved to another CPU, calls came closer).
+/// The budget a wait tries when spinning has stopped paying, to find out whether it pays again
+/// (the peer moved to another CPU, calls came closer): one wait in [`PROBE_EVERY`] at first,
+/// half as often after each probe that does not pay, down to one in [`PROBE_RAREST`], so that
+/// where spinning never pays (a peer on the same CPU) probing costs next to nothing.
 const PROBE_NS: u32 = SPIN_LIMIT_NS / 4;
 const PROBE_EVERY: u32 = 16;
-/// How often a wait yields its CPU after spinning, before it sleeps. A peer on the same CPU
-/// runs during the first yield; with nothing else to run, a yield returns at once.
+const PROBE_RAREST: u32 = 1024;
+/// How often a wait that spun (spinning pays here) yields its CPU before it sleeps; with
+/// nothing else to run, a yield returns at once.
 const YIELDS: u32 = 2;
 
 /// How a waiter waits before it sleeps, adapted to how waits have ended at this place (one
 /// per work queue, per runner for its callers, per completion queue).
 ///
-/// A wait spins (`spin_loop`, polling) for up to a budget, then yields its CPU a few times,
-/// then gives up so that the caller sleeps. The budget learns: a wait that ended while spinning
-/// doubles it (up to [`SPIN_LIMIT_NS`]); a wait that ended only after a yield (the peer shares
-/// this CPU, where spinning only keeps it off the CPU) or not at all (the peer is idle, or its
-/// work is long) halves it, down to no spinning, from where one wait in [`PROBE_EVERY`] spins a
-/// little to notice when spinning pays again. A wait structure created by a thread allowed
+/// A wait spins (`spin_loop`, polling) for up to a budget, then yields its CPU a few times if
+/// spinning pays here, then gives up so that the caller sleeps. The budget learns: a wait that ended while spinning
+/// doubles it (up to [`SPIN_LIMIT_NS`]); a wait that did not (the peer shares this CPU, where
+/// spinning only keeps it off the CPU; or it is idle, or its work is long) halves it, down to no spinning, from where an occasional wait spins a little
+/// to notice when spinning pays again (see [`PROBE_EVERY`]). A wait structure created by a thread allowed
 /// one CPU starts with no spinning. The budget is a heuristic shared without synchronisation
 /// beyond relaxed atomics: a lost update changes how long a later wait spins, never whether
 /// it sees its condition.
 pub(crate) struct Spin {
     budget_ns: std::sync::atomic::AtomicU32,
-    /// Waits since the budget fell to zero (for the probes).
+    /// Waits without spinning since the last probe.
     unspun: std::sync::atomic::AtomicU32,
+    /// Waits between probes now: from [`PROBE_EVERY`] to [`PROBE_RAREST`].
+    probe_every: std::sync::atomic::AtomicU32,
 }
 
 impl Spin {
     pub(crate) fn new() -> Spin {
         let budget = if many_cpus() { SPIN_LIMIT_NS } else { 0 };
-        Spin { budget_ns: std::sync::atomic::AtomicU32::new(budget), unspun: std::sync::atomic::AtomicU32::new(0) }
+        Spin {
+            budget_ns: std::sync::atomic::AtomicU32::new(budget),
+            unspun: std::sync::atomic::AtomicU32::new(0),
+            probe_every: std::sync::atomic::AtomicU32::new(PROBE_EVERY),
+        }
     }
 
     /// Spins, then yields, until `ready` returns true or the budget (and `deadline`) runs out.
+    /// Where spinning does not pay it returns after one poll (and the odd probe).
     /// Returns whether `ready` did; never blocks (the caller then re-checks under its lock and
     /// sleeps).
     #[cfg(not(all(loom, test)))]
@@ -138,8 +147,10 @@ impl Spin {
             return false;
         }
         let mut budget = self.budget_ns.load(Relaxed);
-        if budget < SPIN_FLOOR_NS && self.unspun.fetch_add(1, Relaxed) % PROBE_EVERY == PROBE_EVERY - 1 {
-            budget = PROBE_NS;
+        let mut probe = false;
+        if budget < SPIN_FLOOR_NS && self.unspun.fetch_add(1, Relaxed) + 1 >= self.probe_every.load(Relaxed) {
+            self.unspun.store(0, Relaxed);
+            (budget, probe) = (PROBE_NS, true);
         }
         if budget >= SPIN_FLOOR_NS {
             let start = Instant::now();
@@ -157,7 +168,7 @@ impl Spin {
                     let took = u32::try_from(start.elapsed().as_nanos()).unwrap_or(u32::MAX);
                     let grown = budget.saturating_mul(2).max(took.saturating_mul(2)).min(SPIN_LIMIT_NS);
                     self.budget_ns.store(grown, Relaxed);
-                    self.unspun.store(0, Relaxed);
+                    self.probe_every.store(PROBE_EVERY, Relaxed);
                     return true;
                 }
                 round += 1;
@@ -167,10 +178,20 @@ impl Spin {
                 }
             }
         }
-        // Spinning did not pay (or was not tried): spin half as long next time.
+        // Spinning did not pay (or was not tried): spin half as long next time, and probe half
+        // as often if this was a probe.
+        if probe {
+            let every = self.probe_every.load(Relaxed);
+            self.probe_every.store(every.saturating_mul(2).min(PROBE_RAREST), Relaxed);
+        }
         let shrunk = self.budget_ns.load(Relaxed) / 2;
         self.budget_ns.store(if shrunk < SPIN_FLOOR_NS { 0 } else { shrunk }, Relaxed);
-        for _ in 0..YIELDS {
+        // Yield only where spinning pays (the peer runs on another CPU): there a yield lets a
+        // slightly longer wait end without a sleep. Where it does not (the peer shares this
+        // CPU, or is idle), sleep at once: a thread woken from sleep gets the CPU ahead of
+        // busy threads, a thread that yields queues behind them.
+        let yields = if budget >= SPIN_FLOOR_NS && !probe { YIELDS } else { 0 };
+        for _ in 0..yields {
             if deadline.passed() {
                 break;
             }
@@ -246,13 +267,28 @@ mod tests {
             assert!(!spin.until(Deadline::Never, || false));
         }
         assert_eq!(spin.budget_ns.load(Relaxed), 0, "eight halvings take any budget below the floor");
-        // Without spinning a wait polls 1 + YIELDS times: a condition that turns true on the
-        // poll after those is seen only by a wait that spins: the probe, one of the next
+        // Without spinning a wait polls once (it does not yield either): a condition that turns
+        // true on a later poll is seen only by a wait that spins: the probe, one of the next
         // PROBE_EVERY waits.
         let probe = (0..PROBE_EVERY).position(|_| spin.until(Deadline::Never, ready_on_poll(YIELDS + 2)));
         assert!(probe.is_some(), "one wait in {PROBE_EVERY} probes");
         assert!(spin.budget_ns.load(Relaxed) >= SPIN_FLOOR_NS, "a probe that pays restores spinning");
         assert!(spin.until(Deadline::Never, ready_on_poll(YIELDS + 2)), "and the next wait spins");
+    }
+
+    #[test]
+    fn probes_that_never_pay_grow_rarer_down_to_a_floor() {
+        let spin = Spin::new();
+        let mut waits = 0;
+        while spin.probe_every.load(Relaxed) < PROBE_RAREST {
+            assert!(!spin.until(Deadline::Never, || false));
+            waits += 1;
+            assert!(waits <= 2 * PROBE_RAREST + 8, "every failed probe doubles the interval");
+        }
+        for _ in 0..2 * PROBE_RAREST {
+            assert!(!spin.until(Deadline::Never, || false));
+        }
+        assert_eq!(spin.probe_every.load(Relaxed), PROBE_RAREST, "never rarer than the floor");
     }
 
     #[test]
