@@ -91,7 +91,7 @@ impl<T> CallSlot<T> {
     /// result goes back to the runner if it has.
     pub(crate) fn wait(&self, deadline: Deadline, spin: &Spin) -> Result<Result<T, Error>, TimedOut> {
         let mut state = lock(&self.state);
-        let mut spun = false;
+        let (mut spun, mut gave_up) = (false, None);
         loop {
             if let Phase::Done(_) = state.phase {
                 let Phase::Done(result) = std::mem::replace(&mut state.phase, Phase::Taken) else {
@@ -108,13 +108,16 @@ impl<T> CallSlot<T> {
                 drop(state);
                 // Whatever the spin saw, the loop re-checks the phase under the lock before
                 // sleeping: a result set meanwhile is seen by one or the other.
-                spin.until(deadline, || self.finished.load(Ordering::Acquire));
+                gave_up = spin.until(deadline, || self.finished.load(Ordering::Acquire));
                 state = lock(&self.state);
                 continue;
             }
             state.caller_waiting = true;
             state = wait(&self.ready, state, deadline);
             state.caller_waiting = false;
+            if let Some(gave_up) = gave_up.take() {
+                spin.woke(gave_up);
+            }
         }
     }
 }

@@ -132,7 +132,7 @@ impl<T> CqCore<T> {
     /// sleeping).
     pub(crate) fn wait(&self, deadline: Deadline) -> Result<Completion<T>, CqWaitError> {
         let mut state = lock(&self.state);
-        let mut spun = false;
+        let (mut spun, mut gave_up) = (false, None);
         loop {
             if let Some(completion) = state.entries.pop_front() {
                 return Ok(completion);
@@ -149,13 +149,16 @@ impl<T> CqCore<T> {
                 drop(state);
                 // Whatever the spin saw, the loop re-checks under the lock before sleeping: a
                 // delivery made after the snapshot is seen by one or the other.
-                self.spin.until(deadline, || self.events.since(snapshot));
+                gave_up = self.spin.until(deadline, || self.events.since(snapshot));
                 state = lock(&self.state);
                 continue;
             }
             state.waiters += 1;
             state = wait(&self.ready, state, deadline);
             state.waiters -= 1;
+            if let Some(gave_up) = gave_up.take() {
+                self.spin.woke(gave_up);
+            }
         }
     }
 

@@ -123,7 +123,7 @@ impl<T> WorkQueue<T> {
     pub(crate) fn take_batch(&self, batch: &mut VecDeque<T>) -> Batch {
         debug_assert!(batch.is_empty());
         let mut state = lock(&self.state);
-        let mut spun = false;
+        let (mut spun, mut gave_up) = (false, None);
         while state.jobs.is_empty() && !state.closed && !state.poked {
             if !spun {
                 spun = true;
@@ -131,12 +131,15 @@ impl<T> WorkQueue<T> {
                 drop(state);
                 // Whatever the spin saw, the loop condition re-checks under the lock before
                 // sleeping: a push made after the snapshot is seen by one or the other.
-                self.spin.until(Deadline::Never, || self.events.since(snapshot));
+                gave_up = self.spin.until(Deadline::Never, || self.events.since(snapshot));
                 state = lock(&self.state);
                 continue;
             }
             state.consumer_waiting = true;
             state = wait(&self.not_empty, state, Deadline::Never);
+            if let Some(gave_up) = gave_up.take() {
+                self.spin.woke(gave_up);
+            }
         }
         state.consumer_waiting = false;
         state.poked = false;

@@ -97,24 +97,35 @@ const SPIN_FLOOR_NS: u32 = 500;
 /// (the peer moved to another CPU, calls came closer): one wait in [`PROBE_EVERY`] at first,
 /// half as often after each probe that does not pay, down to one in [`PROBE_RAREST`], so that
 /// where spinning never pays (a peer on the same CPU) probing costs next to nothing.
-const PROBE_NS: u32 = SPIN_LIMIT_NS / 4;
+const PROBE_NS: u32 = SPIN_LIMIT_NS;
 const PROBE_EVERY: u32 = 16;
 const PROBE_RAREST: u32 = 1024;
 /// How often a wait that spun (spinning pays here) yields its CPU before it sleeps; with
 /// nothing else to run, a yield returns at once.
 const YIELDS: u32 = 2;
+/// A sleeper woken this soon after it stopped spinning was most likely waiting for a thread
+/// on its own CPU, which could not run while it spun (a wake-up from another CPU takes longer
+/// here, and a peer that was idle or preempted, longer still).
+const SOON_NS: u128 = 2 * SPIN_LIMIT_NS as u128;
 
 /// How a waiter waits before it sleeps, adapted to how waits have ended at this place (one
 /// per work queue, per runner for its callers, per completion queue).
 ///
 /// A wait spins (`spin_loop`, polling) for up to a budget, then yields its CPU a few times if
-/// spinning pays here, then gives up so that the caller sleeps. The budget learns: a wait that ended while spinning
-/// doubles it (up to [`SPIN_LIMIT_NS`]); a wait that did not (the peer shares this CPU, where
-/// spinning only keeps it off the CPU; or it is idle, or its work is long) halves it, down to no spinning, from where an occasional wait spins a little
-/// to notice when spinning pays again (see [`PROBE_EVERY`]). A wait structure created by a thread allowed
-/// one CPU starts with no spinning. The budget is a heuristic shared without synchronisation
-/// beyond relaxed atomics: a lost update changes how long a later wait spins, never whether
-/// it sees its condition.
+/// spinning pays here, then gives up so that the caller sleeps. The budget learns from how
+/// waits end:
+/// - while spinning: spinning pays; the budget doubles (up to [`SPIN_LIMIT_NS`]);
+/// - while yielding, or woken soon after it gave up ([`SOON_NS`]): the peer most likely shares
+///   this CPU, where spinning only keeps it off the CPU; the budget halves, down to none;
+/// - woken later: the peer was idle, busy with long work, or preempted; spinning could not
+///   have helped, and says nothing about the next wait; the budget stays.
+///
+/// Without a budget, an occasional wait probes (see [`PROBE_EVERY`]). Every wait place starts
+/// with the full budget: on one CPU (or with the peer on the waiter's CPU) a few waits bring
+/// it to none. (Whether the creating thread may use several CPUs says little: a thread pinned
+/// to one CPU may start a runner that runs on another.) The budget is a heuristic shared
+/// without synchronisation beyond relaxed atomics: a lost update changes how long a later wait
+/// spins, never whether it sees its condition.
 pub(crate) struct Spin {
     budget_ns: std::sync::atomic::AtomicU32,
     /// Waits without spinning since the last probe.
@@ -123,28 +134,32 @@ pub(crate) struct Spin {
     probe_every: std::sync::atomic::AtomicU32,
 }
 
+/// A wait that stopped spinning and is going to sleep: hand it to [`Spin::woke`] after the
+/// first wake-up.
+#[must_use = "report the wake-up with Spin::woke"]
+pub(crate) struct GaveUp(Instant);
+
 impl Spin {
     pub(crate) fn new() -> Spin {
-        let budget = if many_cpus() { SPIN_LIMIT_NS } else { 0 };
         Spin {
-            budget_ns: std::sync::atomic::AtomicU32::new(budget),
+            budget_ns: std::sync::atomic::AtomicU32::new(SPIN_LIMIT_NS),
             unspun: std::sync::atomic::AtomicU32::new(0),
             probe_every: std::sync::atomic::AtomicU32::new(PROBE_EVERY),
         }
     }
 
     /// Spins, then yields, until `ready` returns true or the budget (and `deadline`) runs out.
-    /// Where spinning does not pay it returns after one poll (and the odd probe).
-    /// Returns whether `ready` did; never blocks (the caller then re-checks under its lock and
-    /// sleeps).
+    /// Where spinning does not pay it returns after one poll (and the odd probe). `None`: ready.
+    /// Otherwise the caller re-checks under its lock and sleeps, and reports its first wake-up
+    /// with [`Spin::woke`]. Never blocks.
     #[cfg(not(all(loom, test)))]
-    pub(crate) fn until(&self, deadline: Deadline, ready: impl Fn() -> bool) -> bool {
+    pub(crate) fn until(&self, deadline: Deadline, ready: impl Fn() -> bool) -> Option<GaveUp> {
         use std::sync::atomic::Ordering::Relaxed;
         if ready() {
-            return true;
+            return None;
         }
         if deadline.passed() {
-            return false;
+            return Some(GaveUp(Instant::now()));
         }
         let mut budget = self.budget_ns.load(Relaxed);
         let mut probe = false;
@@ -169,7 +184,7 @@ impl Spin {
                     let grown = budget.saturating_mul(2).max(took.saturating_mul(2)).min(SPIN_LIMIT_NS);
                     self.budget_ns.store(grown, Relaxed);
                     self.probe_every.store(PROBE_EVERY, Relaxed);
-                    return true;
+                    return None;
                 }
                 round += 1;
                 // Reading the clock costs more than a poll: read it every 16th round.
@@ -178,45 +193,51 @@ impl Spin {
                 }
             }
         }
-        // Spinning did not pay (or was not tried): spin half as long next time, and probe half
-        // as often if this was a probe.
         if probe {
+            // A probe that did not pay: probe half as often.
             let every = self.probe_every.load(Relaxed);
             self.probe_every.store(every.saturating_mul(2).min(PROBE_RAREST), Relaxed);
-        }
-        let shrunk = self.budget_ns.load(Relaxed) / 2;
-        self.budget_ns.store(if shrunk < SPIN_FLOOR_NS { 0 } else { shrunk }, Relaxed);
-        // Yield only where spinning pays (the peer runs on another CPU): there a yield lets a
-        // slightly longer wait end without a sleep. Where it does not (the peer shares this
-        // CPU, or is idle), sleep at once: a thread woken from sleep gets the CPU ahead of
-        // busy threads, a thread that yields queues behind them.
-        let yields = if budget >= SPIN_FLOOR_NS && !probe { YIELDS } else { 0 };
-        for _ in 0..yields {
-            if deadline.passed() {
-                break;
+        } else if budget >= SPIN_FLOOR_NS {
+            // Yield only where spinning pays (the peer runs on another CPU): there a yield lets
+            // a slightly longer wait end without a sleep. Where it does not (the peer shares
+            // this CPU), sleep at once: a thread woken from sleep gets the CPU ahead of busy
+            // threads, a thread that yields queues behind them.
+            for _ in 0..YIELDS {
+                if deadline.passed() {
+                    break;
+                }
+                std::thread::yield_now();
+                if ready() {
+                    // The peer needed this CPU (or the wait was a little longer than the spin).
+                    self.halve();
+                    return None;
+                }
             }
-            std::thread::yield_now();
-            if ready() {
-                return true;
-            }
         }
-        false
+        Some(GaveUp(Instant::now()))
     }
 
     /// Under loom: one poll. Loom may switch threads at the poll (an atomic load), so both
     /// outcomes are explored: the change seen while spinning, or only by the caller's re-check
     /// under its lock. The adaptive budget is a timing heuristic and is not modelled.
     #[cfg(all(loom, test))]
-    pub(crate) fn until(&self, deadline: Deadline, ready: impl Fn() -> bool) -> bool {
-        !deadline.passed() && ready()
+    pub(crate) fn until(&self, deadline: Deadline, ready: impl Fn() -> bool) -> Option<GaveUp> {
+        if !deadline.passed() && ready() { None } else { Some(GaveUp(Instant::now())) }
     }
-}
 
-/// Whether the creating thread may run on more than one CPU: the starting point of a
-/// [`Spin`]'s budget only (a thread pinned to one CPU may still wait for a thread on another;
-/// the budget learns either way).
-fn many_cpus() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+    /// A sleeper's first wake-up after `gave_up`: halves the budget if it came soon (see
+    /// [`SOON_NS`]).
+    pub(crate) fn woke(&self, gave_up: GaveUp) {
+        if cfg!(not(all(loom, test))) && gave_up.0.elapsed().as_nanos() < SOON_NS {
+            self.halve();
+        }
+    }
+
+    fn halve(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shrunk = self.budget_ns.load(Relaxed) / 2;
+        self.budget_ns.store(if shrunk < SPIN_FLOOR_NS { 0 } else { shrunk }, Relaxed);
+    }
 }
 
 /// A count of the changes a waiter waits for, bumped under the structure's lock and polled
@@ -260,33 +281,52 @@ mod tests {
         }
     }
 
+    /// A wait that finds nothing, sleeps, and is woken right away (as by a peer on its CPU).
+    fn woken_at_once(spin: &Spin) {
+        let gave_up = spin.until(Deadline::Never, || false).expect("never ready");
+        spin.woke(gave_up);
+    }
+
     #[test]
-    fn waits_that_never_pay_stop_spinning_and_a_probe_that_pays_starts_again() {
+    fn waits_woken_soon_after_spinning_stop_spinning_and_a_probe_that_pays_starts_again() {
         let spin = Spin::new();
         for _ in 0..8 {
-            assert!(!spin.until(Deadline::Never, || false));
+            woken_at_once(&spin);
         }
         assert_eq!(spin.budget_ns.load(Relaxed), 0, "eight halvings take any budget below the floor");
         // Without spinning a wait polls once (it does not yield either): a condition that turns
         // true on a later poll is seen only by a wait that spins: the probe, one of the next
         // PROBE_EVERY waits.
-        let probe = (0..PROBE_EVERY).position(|_| spin.until(Deadline::Never, ready_on_poll(YIELDS + 2)));
+        let probe = (0..PROBE_EVERY).position(|_| spin.until(Deadline::Never, ready_on_poll(YIELDS + 2)).is_none());
         assert!(probe.is_some(), "one wait in {PROBE_EVERY} probes");
         assert!(spin.budget_ns.load(Relaxed) >= SPIN_FLOOR_NS, "a probe that pays restores spinning");
-        assert!(spin.until(Deadline::Never, ready_on_poll(YIELDS + 2)), "and the next wait spins");
+        assert!(spin.until(Deadline::Never, ready_on_poll(YIELDS + 2)).is_none(), "and the next wait spins");
+    }
+
+    #[test]
+    fn a_wake_up_long_after_spinning_keeps_the_budget() {
+        let spin = Spin::new();
+        let before = spin.budget_ns.load(Relaxed);
+        let gave_up = spin.until(Deadline::Never, || false).expect("never ready");
+        std::thread::sleep(Duration::from_nanos(SOON_NS as u64 * 2));
+        spin.woke(gave_up);
+        assert_eq!(spin.budget_ns.load(Relaxed), before, "an idle or preempted peer says nothing");
     }
 
     #[test]
     fn probes_that_never_pay_grow_rarer_down_to_a_floor() {
         let spin = Spin::new();
+        for _ in 0..8 {
+            woken_at_once(&spin);
+        }
         let mut waits = 0;
         while spin.probe_every.load(Relaxed) < PROBE_RAREST {
-            assert!(!spin.until(Deadline::Never, || false));
+            woken_at_once(&spin);
             waits += 1;
-            assert!(waits <= 2 * PROBE_RAREST + 8, "every failed probe doubles the interval");
+            assert!(waits <= 2 * PROBE_RAREST, "every failed probe doubles the interval");
         }
         for _ in 0..2 * PROBE_RAREST {
-            assert!(!spin.until(Deadline::Never, || false));
+            woken_at_once(&spin);
         }
         assert_eq!(spin.probe_every.load(Relaxed), PROBE_RAREST, "never rarer than the floor");
     }
@@ -295,11 +335,14 @@ mod tests {
     fn a_passed_deadline_or_a_true_condition_returns_at_once() {
         let spin = Spin::new();
         let polls = Cell::new(0);
-        assert!(!spin.until(Deadline::now(), || {
-            polls.set(polls.get() + 1);
-            false
-        }));
+        assert!(
+            spin.until(Deadline::now(), || {
+                polls.set(polls.get() + 1);
+                false
+            })
+            .is_some()
+        );
         assert_eq!(polls.get(), 1, "one poll, no spinning and no yields past the deadline");
-        assert!(spin.until(Deadline::Never, || true));
+        assert!(spin.until(Deadline::Never, || true).is_none());
     }
 }
