@@ -573,6 +573,21 @@ mod tests {
         assert_eq!(handle.queued(), 0, "every posted task ran before post_tasks returned");
         let share = runner::idle_cpu_share(&handle, 10, Duration::from_millis(1), Duration::from_millis(10));
         assert!((0.0..=2.0).contains(&share), "a share of at most one CPU (with rounding): {share}");
+        // The runner's CPU time, read from here, counts work it does (30 ms of its own CPU time:
+        // several clock ticks where the kernel keeps no schedstat).
+        // SAFETY: gettid has no preconditions; it names the runner thread it runs on.
+        let tid = handle.call(|| unsafe { libc::gettid() }, None).unwrap();
+        let before = task_cpu_time(tid);
+        handle
+            .call(
+                || {
+                    let start = thread_cpu_time();
+                    while thread_cpu_time() - start < Duration::from_millis(30) {}
+                },
+                None,
+            )
+            .unwrap();
+        assert!(task_cpu_time(tid) > before, "the runner's busy time is seen");
         handle.stop().unwrap();
     }
 
