@@ -3,9 +3,11 @@
 #   make demo     build the library and run the demo
 #   make test     run every test: Rust (unit, integration, doc, large release tests, loom, and
 #                 Miri on the unit and doc tests when a nightly toolchain with Miri is
-#                 installed), clippy, rustfmt, header freshness, C/C++ consumer tests (static
-#                 and shared, valgrind, ASan/UBSan), the installed library used from outside
-#                 the tree (install-check), Go tests with -race, and short fuzz runs
+#                 installed, ThreadSanitizer on the Rust tests and the C thread and runner
+#                 tests when a nightly toolchain with rust-src is), clippy, rustfmt, header
+#                 freshness, C/C++ consumer tests (static and shared, valgrind, ASan/UBSan),
+#                 the installed library used from outside the tree (install-check), Go tests
+#                 with -race, and short fuzz runs
 #   make header   regenerate include/threadguard.h from src/ffi
 #   make install  install the header, libraries, pkg-config file and CMake package (PREFIX,
 #                 DESTDIR; install/install.mk); make uninstall removes them
@@ -23,7 +25,7 @@ STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
 # the Go module links the installed library through pkg-config (go/link.go).
 TG_GO_TAGS ?= threadguard_static
 
-.PHONY: all lib demo demo-c coverage test test-rust test-loom miri lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
+.PHONY: all lib demo demo-c coverage test test-rust test-loom miri tsan lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
 
 all: lib
 
@@ -122,7 +124,41 @@ miri:
 	    MIRIFLAGS="$(MIRIFLAGS)" $(CARGO) +nightly miri test --locked --doc; \
 	fi
 
-test: lint header-check unsafe-inventory test-rust test-loom miri lib c-tests c-tests-valgrind c-tests-asan install-check nim-tests nim-go-tests test-go go-fuzz-smoke fuzzkit-tests fuzz-smoke
+# Data races, found by ThreadSanitizer: the Rust unit and integration tests, and the C thread
+# and runner tests linked against the library, all built with every line of Rust (the standard
+# library too, -Zbuild-std) instrumented. Needs a nightly toolchain with rust-src; without one
+# this target says so and succeeds. The C tests link gcc's TSan runtime (cc -fsanitize=thread),
+# which lacks the three memory-intrinsic entry points instrumented Rust calls:
+# tests/c/tsan_shim.c supplies them. Builds in target/tsan (debug, so tests see unoptimised
+# code, as `cargo test` does); the first run builds the standard library (a few minutes).
+TSAN_INSTALL := rustup toolchain install nightly --profile minimal --component rust-src
+TSAN_TARGET := x86_64-unknown-linux-gnu
+TSAN_CARGO := RUSTFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR=target/tsan $(CARGO) +nightly
+TSAN_CARGO_FLAGS := --locked -Zbuild-std --target $(TSAN_TARGET)
+TSAN_LIB := target/tsan/$(TSAN_TARGET)/debug/libthreadguard.a
+TSAN_C_TESTS := test_threads test_runner
+TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
+tsan:
+	@sysroot="$$(RUSTUP_AUTO_INSTALL=0 rustc +nightly --print sysroot 2>/dev/null)"; \
+	if [ -z "$$sysroot" ] || [ ! -d "$$sysroot/lib/rustlib/src/rust/library" ]; then \
+	    echo "tsan: skipped: no nightly toolchain with rust-src (install: $(TSAN_INSTALL))"; \
+	elif ! command -v $(TG_CC) >/dev/null; then \
+	    echo "tsan: skipped: no C compiler ($(TG_CC))"; \
+	else \
+	    set -ex; \
+	    TSAN_OPTIONS="$(TSAN_OPTIONS)" $(TSAN_CARGO) test $(TSAN_CARGO_FLAGS) --lib --tests; \
+	    $(TSAN_CARGO) build $(TSAN_CARGO_FLAGS) -p threadguard-capi; \
+	    mkdir -p $(TG_C_BUILD)/tsan; \
+	    for t in $(TSAN_C_TESTS); do \
+	        $(TG_CC) $(TG_C_CFLAGS) -fsanitize=thread tests/c/$$t.c tests/c/tsan_shim.c $(TSAN_LIB) \
+	            $(TG_NATIVE_LIBS) -o $(TG_C_BUILD)/tsan/$$t; \
+	        TSAN_OPTIONS="$(TSAN_OPTIONS)" $(TG_C_BUILD)/tsan/$$t > $(TG_C_BUILD)/tsan/$$t.log 2>&1 || \
+	            { cat $(TG_C_BUILD)/tsan/$$t.log; exit 1; }; \
+	        echo "ok   $$t (tsan): $$(tail -n 1 $(TG_C_BUILD)/tsan/$$t.log)"; \
+	    done; \
+	fi
+
+test: lint header-check unsafe-inventory test-rust test-loom miri tsan lib c-tests c-tests-valgrind c-tests-asan install-check nim-tests nim-go-tests test-go go-fuzz-smoke fuzzkit-tests fuzz-smoke
 	@echo "make test: all suites passed"
 
 coverage:

@@ -15,6 +15,12 @@
  *   tg_register_destroy   one tg_register and one tg_destroy
  *   tg_register_destroy_sites  TG_REGISTER and TG_DESTROY with the sites debug mode on
  *
+ * Then the runner round trips, in wall time (they are mostly waiting): tg_runner_call of an
+ * empty job, back to back, from a caller pinned to CPU 0 to a runner pinned to CPU 0
+ * (runner_call_same_cpu) and to CPU 1 (runner_call_other_cpu): the median of RUNS rounds of
+ * TRIPS calls, the two placements interleaved. Not in --list: callgrind would count the
+ * waiting, not the call.
+ *
  * Each timing is the median of RUNS runs of a loop sized to take at least MIN_RUN_NS of the
  * thread's CPU time (CLOCK_THREAD_CPUTIME_ID: time the thread spends preempted by other
  * processes on a shared machine does not count). The runs of all operations are interleaved,
@@ -23,20 +29,24 @@
  * A call that returns an unexpected status stops the program with exit status 1.
  */
 
-#define _POSIX_C_SOURCE 200809L
+/* CPU_SET, pthread_setaffinity_np. */
+#define _GNU_SOURCE
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "threadguard.h"
 
 #define TAG 1u
 #define RUNS 11
 #define MIN_RUN_NS 20000000.0
+#define TRIPS 2000
 
 static uint64_t counter;
 
@@ -227,6 +237,62 @@ static void time_all(void) {
     fflush(stdout);
 }
 
+/* ---- runner round trips ---- */
+
+/* Pins the calling thread to CPU `cpu` (modulo the CPUs online); does nothing on one CPU. */
+static void pin_to_cpu(long cpu) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 2) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET((int)(cpu % cpus), &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* Runs on the runner: pins it to the CPU its context names. */
+static void pin_runner(void *cpu, void **out_result) {
+    pin_to_cpu(*(long *)cpu);
+    *out_result = NULL;
+}
+
+static void empty_job(void *context, void **out_result) {
+    *out_result = context;
+}
+
+static double wall_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+static void time_round_trips(void) {
+    static const char *names[2] = {"runner_call_same_cpu", "runner_call_other_cpu"};
+    static long cpus[2] = {0, 1};
+    static double runs[2][RUNS];
+    tg_handle runners[2];
+    void *result;
+    pin_to_cpu(0);
+    for (int p = 0; p < 2; p++) {
+        expect("tg_runner_start", tg_runner_start("bench-runner", 64, &runners[p]), TG_OK);
+        expect("tg_runner_call (pin)", tg_runner_call(runners[p], pin_runner, &cpus[p], -1, NULL, &result), TG_OK);
+    }
+    for (int r = 0; r < RUNS; r++) {
+        for (int p = 0; p < 2; p++) {
+            tg_status bad = TG_OK;
+            double start = wall_ns();
+            for (int i = 0; i < TRIPS; i++) bad |= tg_runner_call(runners[p], empty_job, NULL, -1, NULL, &result);
+            runs[p][r] = (wall_ns() - start) / TRIPS;
+            expect("tg_runner_call", bad, TG_OK);
+        }
+    }
+    for (int p = 0; p < 2; p++) {
+        expect("tg_runner_stop", tg_runner_stop(runners[p]), TG_OK);
+        qsort(runs[p], RUNS, sizeof runs[p][0], compare_doubles);
+        printf("%s\t%.3f\t%.3f\t%.3f\n", names[p], runs[p][RUNS / 2], runs[p][0], runs[p][RUNS - 1]);
+    }
+    fflush(stdout);
+}
+
 /* The only function callgrind collects from (--toggle-collect=cg_measured). */
 __attribute__((noinline)) void cg_measured(void (*loop)(uint64_t), uint64_t n) {
     loop(n);
@@ -259,6 +325,7 @@ int main(int argc, char **argv) {
     }
     setup();
     time_all();
+    time_round_trips();
     teardown();
     return 0;
 }

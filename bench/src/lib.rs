@@ -276,6 +276,27 @@ impl Drop for CpuPin {
     }
 }
 
+/// The CPU time thread `tid` of this process has used: the first field of
+/// `/proc/self/task/<tid>/schedstat` (nanoseconds), or, where the kernel keeps no schedstat,
+/// user plus system time from `/proc/self/task/<tid>/stat` (clock ticks, usually 10 ms).
+pub fn task_cpu_time(tid: libc::pid_t) -> Duration {
+    let task = format!("/proc/self/task/{tid}");
+    if let Some(ns) = std::fs::read_to_string(format!("{task}/schedstat"))
+        .ok()
+        .and_then(|text| text.split_whitespace().next().and_then(|field| field.parse::<u64>().ok()))
+    {
+        return Duration::from_nanos(ns);
+    }
+    let stat = std::fs::read_to_string(format!("{task}/stat")).expect("read /proc/self/task/<tid>/stat");
+    // Fields after the command name (which may hold spaces), from field 3 on: utime and stime
+    // are fields 14 and 15.
+    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
+    let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap_or(0)).collect();
+    // SAFETY: sysconf has no preconditions.
+    let ticks = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+    Duration::from_nanos(fields.iter().sum::<u64>() * 1_000_000_000 / ticks)
+}
+
 /// Runs `access` `iters` times and returns the CPU time the calling thread spent on it.
 #[inline(never)]
 pub fn cpu_time_loop<A: Access>(access: &mut A, iters: u64) -> Duration {
@@ -446,6 +467,23 @@ pub mod runner {
         runner.call(|| (), None).expect("runner call");
     }
 
+    /// The share of one CPU the runner thread uses while no work arrives: after `calls` back
+    /// to back round trips (which leave its waits at their longest spin) and `settle` of
+    /// quiet, its CPU time over the next `span`, divided by `span`.
+    pub fn idle_cpu_share(runner: &Runner, calls: u32, settle: Duration, span: Duration) -> f64 {
+        // SAFETY: gettid has no preconditions; it names the runner thread it runs on.
+        let tid = runner.call(|| unsafe { libc::gettid() }, None).expect("runner call");
+        for _ in 0..calls {
+            round_trip(runner);
+        }
+        std::thread::sleep(settle);
+        let before = super::task_cpu_time(tid);
+        let start = Instant::now();
+        std::thread::sleep(span);
+        let used = super::task_cpu_time(tid).saturating_sub(before);
+        used.as_secs_f64() / start.elapsed().as_secs_f64()
+    }
+
     /// `producers` threads post `tasks` empty jobs in all (retrying while the queue is full),
     /// then each waits until the runner has run its last one. Returns the time from the first
     /// post to the last job run.
@@ -533,7 +571,33 @@ mod tests {
             let _ = runner::post_tasks(&handle, producers, 1000);
         }
         assert_eq!(handle.queued(), 0, "every posted task ran before post_tasks returned");
+        let share = runner::idle_cpu_share(&handle, 10, Duration::from_millis(1), Duration::from_millis(10));
+        assert!((0.0..=2.0).contains(&share), "a share of at most one CPU (with rounding): {share}");
+        // The runner's CPU time, read from here, counts work it does (30 ms of its own CPU time:
+        // several clock ticks where the kernel keeps no schedstat).
+        // SAFETY: gettid has no preconditions; it names the runner thread it runs on.
+        let tid = handle.call(|| unsafe { libc::gettid() }, None).unwrap();
+        let before = task_cpu_time(tid);
+        handle
+            .call(
+                || {
+                    let start = thread_cpu_time();
+                    while thread_cpu_time() - start < Duration::from_millis(30) {}
+                },
+                None,
+            )
+            .unwrap();
+        assert!(task_cpu_time(tid) > before, "the runner's busy time is seen");
         handle.stop().unwrap();
+    }
+
+    #[test]
+    fn this_threads_cpu_time_is_read_from_proc() {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let before = task_cpu_time(tid);
+        let spent = cpu_time_loop(&mut PlainMut::default(), 50_000_000);
+        assert!(task_cpu_time(tid) >= before, "CPU time never goes back ({spent:?} spent)");
     }
 
     #[test]

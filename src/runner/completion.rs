@@ -9,8 +9,12 @@
 //! [`CqCore::unreserve`] if the post was refused after all), and every delivered entry is
 //! either returned by exactly one [`CqCore::wait`] or, once the queue is closed, passed to its
 //! discard function exactly once (entries still queued at close, and entries delivered after).
+//!
+//! Waiters spin before they sleep ([`Spin`]): a waiter that takes completions as fast as the
+//! runner delivers them picks each up within a microsecond, and a delivery notifies only a
+//! waiter that has gone to sleep.
 
-use super::sync::{Condvar, Deadline, Mutex, lock, wait};
+use super::sync::{Condvar, Deadline, Events, Mutex, Spin, lock, wait};
 use crate::error::Error;
 use std::collections::VecDeque;
 
@@ -31,6 +35,10 @@ pub(crate) type Discard<T> = Box<dyn Fn(Completion<T>) + Send + Sync>;
 pub(crate) struct CqCore<T> {
     state: Mutex<CqState<T>>,
     ready: Condvar,
+    /// Bumped by every delivery and by close: what waiters poll while they spin.
+    events: Events,
+    /// How waiters wait before they sleep.
+    spin: Spin,
     /// `None`: dropping the entry is enough.
     discard: Option<Discard<T>>,
 }
@@ -75,6 +83,8 @@ impl<T> CqCore<T> {
                 waiters: 0,
             }),
             ready: Condvar::new(),
+            events: Events::new(),
+            spin: Spin::new(),
             discard,
         }
     }
@@ -110,6 +120,7 @@ impl<T> CqCore<T> {
             return;
         }
         state.entries.push_back(completion);
+        self.events.bump();
         let wake = state.waiters > 0;
         drop(state);
         if wake {
@@ -117,9 +128,11 @@ impl<T> CqCore<T> {
         }
     }
 
-    /// Takes the oldest entry, waiting for one until `deadline`.
+    /// Takes the oldest entry, waiting for one until `deadline` (spinning first, then
+    /// sleeping).
     pub(crate) fn wait(&self, deadline: Deadline) -> Result<Completion<T>, CqWaitError> {
         let mut state = lock(&self.state);
+        let (mut spun, mut gave_up) = (false, None);
         loop {
             if let Some(completion) = state.entries.pop_front() {
                 return Ok(completion);
@@ -130,9 +143,22 @@ impl<T> CqCore<T> {
             if deadline.passed() {
                 return Err(CqWaitError::TimedOut);
             }
+            if !spun {
+                spun = true;
+                let snapshot = self.events.now();
+                drop(state);
+                // Whatever the spin saw, the loop re-checks under the lock before sleeping: a
+                // delivery made after the snapshot is seen by one or the other.
+                gave_up = self.spin.until(deadline, || self.events.since(snapshot));
+                state = lock(&self.state);
+                continue;
+            }
             state.waiters += 1;
             state = wait(&self.ready, state, deadline);
             state.waiters -= 1;
+            if let Some(gave_up) = gave_up.take() {
+                self.spin.woke(gave_up);
+            }
         }
     }
 
@@ -144,6 +170,7 @@ impl<T> CqCore<T> {
             return false;
         }
         let entries = std::mem::take(&mut state.entries);
+        self.events.bump();
         drop(state);
         self.ready.notify_all();
         for completion in entries {

@@ -1,26 +1,35 @@
-//! Model checks of the runner's queues with `loom`: every interleaving of the queue, call-slot
-//! and completion-queue code that the runner really uses.
+//! Model checks of the runner's queues with `loom`: the interleavings (up to a preemption
+//! bound, see [`model`]) of the queue, call-slot and completion-queue code that the runner
+//! really uses.
 //!
 //! Run with: `RUSTFLAGS="--cfg loom" cargo test --release --lib runner::loom`
 //!
 //! Timed waits are modelled as deadlines that have already passed (see `sync`), so a timeout
 //! races every step of the other threads; untimed waits are modelled exactly, and loom fails a
-//! model that can deadlock (a lost wake-up) or leak.
+//! model that can deadlock (a lost wake-up) or leak. Every untimed wait spins before it sleeps
+//! (under loom: one poll; see `Spin::until`), so each model also explores the
+//! change being seen while spinning, seen only by the re-check under the lock, or arriving
+//! after the waiter has said it sleeps (the waker must then notify it).
 
 use super::call::{CallSlot, TimedOut};
 use super::completion::{Completion, CqCore, CqRefused, CqWaitError, Discard};
 use super::queue::{Batch, Refused, WorkQueue, consume};
-use super::sync::Deadline;
+use super::sync::{Deadline, Spin};
 use crate::error::{Error, Status};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::thread;
 use std::collections::VecDeque;
 
-/// Explores every interleaving (no preemption bound: the models are small enough, about ten
-/// seconds in all in release). `LOOM_MAX_PREEMPTIONS=N` bounds it for a quicker run.
+/// Explores every interleaving with up to 4 preemptions per execution (about half a minute in
+/// all in release; loom's authors find nearly every bug within 2 or 3). `LOOM_MAX_PREEMPTIONS=N`
+/// sets another bound; each step up costs about 4x more time.
 fn model(f: impl Fn() + Send + Sync + 'static) {
-    loom::model::Builder::new().check(f);
+    let mut builder = loom::model::Builder::new();
+    if std::env::var_os("LOOM_MAX_PREEMPTIONS").is_none() {
+        builder.preemption_bound = Some(4);
+    }
+    builder.check(f);
 }
 
 fn accepted(result: Result<(), Refused<u32>>) -> usize {
@@ -174,7 +183,7 @@ fn call_timeout_racing_the_runner_delivers_the_result_exactly_once() {
                 }
             })
         };
-        let caller = slot.wait(Deadline::after(Some(std::time::Duration::from_millis(1))));
+        let caller = slot.wait(Deadline::after(Some(std::time::Duration::from_millis(1))), &Spin::new());
         let runner = runner.join().unwrap();
         match caller {
             Ok(Ok(7)) => assert_eq!(runner, "delivered"),
@@ -197,9 +206,79 @@ fn an_untimed_call_always_gets_its_answer() {
                 assert!(slot.finish(Err(Error::new(Status::ShutDown, "stopped"))).is_none());
             })
         };
-        let answer = slot.wait(Deadline::Never).unwrap();
+        let answer = slot.wait(Deadline::Never, &Spin::new()).unwrap();
         assert_eq!(answer.unwrap_err().status(), Status::ShutDown);
         runner.join().unwrap();
+    });
+}
+
+/// Back-to-back blocking calls, the hand-off the spinning is for: the caller posts a call,
+/// spins or sleeps for its result, and posts the next at once, while the runner spins or
+/// sleeps for the next job. Neither side loses a wake-up whichever of them is spinning,
+/// yielding or asleep when the other acts; every call gets its own answer, in order; the runner
+/// ends when the queue closes.
+#[test]
+fn back_to_back_calls_hand_off_without_losing_a_wakeup() {
+    model(|| {
+        let queue = Arc::new(WorkQueue::<Arc<CallSlot<u32>>>::new(1));
+        let runner = {
+            let queue = queue.clone();
+            thread::spawn(move || {
+                let answered = std::cell::Cell::new(0);
+                consume(
+                    &queue,
+                    |slot| {
+                        assert!(slot.start());
+                        answered.set(answered.get() + 1);
+                        assert!(slot.finish(Ok(answered.get())).is_none());
+                    },
+                    |_| unreachable!("the queue closes only after the last answer"),
+                    || (),
+                );
+                answered.get()
+            })
+        };
+        let spin = Spin::new();
+        for call in 1..=2 {
+            let slot = Arc::new(CallSlot::new());
+            assert!(queue.push(slot.clone(), Deadline::Never).is_ok());
+            assert_eq!(slot.wait(Deadline::Never, &spin).unwrap().unwrap(), call);
+        }
+        assert!(queue.close());
+        assert_eq!(runner.join().unwrap(), 2);
+    });
+}
+
+/// A completion waiter that spins on an empty queue while the runner delivers and another
+/// thread closes it: it gets the entry or sees the close (never sleeps through either), and
+/// the entry is taken or discarded exactly once.
+#[test]
+fn a_spinning_completion_waiter_sees_a_delivery_or_the_close() {
+    model(|| {
+        let discarded = Arc::new(AtomicUsize::new(0));
+        let cq = Arc::new(CqCore::<u32>::new(1, counting_discard(&discarded)));
+        cq.reserve().unwrap();
+        let runner = {
+            let cq = cq.clone();
+            thread::spawn(move || cq.deliver(Completion { tag: 1, result: Ok(10) }))
+        };
+        let closer = {
+            let cq = cq.clone();
+            thread::spawn(move || {
+                cq.close();
+            })
+        };
+        let taken = match cq.wait(Deadline::Never) {
+            Ok(completion) => {
+                assert_eq!(completion.tag, 1);
+                1
+            }
+            Err(CqWaitError::Closed) => 0,
+            Err(CqWaitError::TimedOut) => unreachable!(),
+        };
+        runner.join().unwrap();
+        closer.join().unwrap();
+        assert_eq!(taken + discarded.load(Ordering::SeqCst), 1);
     });
 }
 

@@ -21,7 +21,7 @@ use super::call::{CallSlot, TimedOut};
 use super::job::{Job, panicked};
 use super::queue::{Refused, WorkQueue, consume};
 use super::registry::{RUNNER_OWNER, Registry};
-use super::sync::Deadline;
+use super::sync::{Deadline, Spin};
 use crate::error::{Error, Status};
 use crate::guard::{self, refuse};
 use crate::handle::Handle;
@@ -48,6 +48,9 @@ pub(crate) struct RunnerInner {
     join: Mutex<Option<JoinHandle<()>>>,
     /// Set right after registration, before `start` returns.
     handle: OnceLock<Handle>,
+    /// How blocking callers wait for their results before they sleep (shared by all of them:
+    /// whether spinning pays depends mostly on where the runner runs and how long its work is).
+    call_spin: Spin,
 }
 
 impl RunnerInner {
@@ -64,6 +67,7 @@ impl RunnerInner {
             thread: OnceLock::new(),
             join: Mutex::new(None),
             handle: OnceLock::new(),
+            call_spin: Spin::new(),
         });
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let runner = Arc::clone(&inner);
@@ -152,7 +156,7 @@ impl RunnerInner {
             ));
         }
         self.queue.push(job, deadline).map_err(|refused| self.refused(op, refused))?;
-        match slot.wait(deadline) {
+        match slot.wait(deadline, &self.call_spin) {
             Ok(result) => result,
             Err(TimedOut) => Err(Error::new(
                 Status::Timeout,

@@ -325,7 +325,22 @@ fn runner(out: &mut String, r: &Results) {
     writeln!(out, "{}", row("plain mutex/condvar round trip (the floor)", "mutex_condvar_round_trip_ns", &ns)).unwrap();
     writeln!(out, "{}", row("`Runner::call` round trip (post and wait)", "call_round_trip_ns", &ns)).unwrap();
     writeln!(out, "{}", row("`Runner::call` / floor", "call_ratio", &show_ratio)).unwrap();
+    let c_row = |label: &str, key: &str| {
+        format!(
+            "| {label} | {} | {} |",
+            ns(r.get(&format!("c.{key}_same_cpu"))),
+            ns(r.get(&format!("c.{key}_other_cpu")))
+        )
+    };
+    writeln!(out, "{}", c_row("C `tg_runner_call` round trip (post and wait)", "runner_call")).unwrap();
     writeln!(out).unwrap();
+    let idle = r.get("threads.runner_idle_cpu_percent");
+    writeln!(
+        out,
+        "Idle runner (1 s without work, from 1 ms after a burst of calls): {} of one CPU.\n",
+        idle.map_or_else(|| "not run".into(), |v| format!("{v:.3} %"))
+    )
+    .unwrap();
     writeln!(out, "| posted tasks per second (`Runner::post`, empty jobs) | value |").unwrap();
     writeln!(out, "|---|---:|").unwrap();
     for producers in [1, 2, 8] {
@@ -356,6 +371,25 @@ fn targets(out: &mut String, r: &Results) {
     ));
     let chm = ratio_of("borrow.ffi_concurrent_handle_map_get", "borrow.threadguard_with");
     rows.push(("at least 5x faster than `ConcurrentHandleMap::get`", show_ratio(chm), chm.map(|v| v >= 5.0)));
+    let rust_trip = r.get("threads.runner_other_cpu_call_round_trip_ns");
+    let c_trip = r.get("c.runner_call_other_cpu");
+    rows.push((
+        "back-to-back round trip to a runner on another CPU at most 2 µs (Rust / C)",
+        format!("{} / {}", ns(rust_trip), ns(c_trip)),
+        rust_trip.zip(c_trip).map(|(rust, c)| rust <= 2000.0 && c <= 2000.0),
+    ));
+    let same = [r.get("threads.runner_same_cpu_call_round_trip_ns"), r.get("c.runner_call_same_cpu")];
+    rows.push((
+        "round trip to a runner on the caller's CPU at most 6.8 µs (Rust / C)",
+        format!("{} / {}", ns(same[0]), ns(same[1])),
+        same[0].zip(same[1]).map(|(rust, c)| rust <= 6800.0 && c <= 6800.0),
+    ));
+    let idle = r.get("threads.runner_idle_cpu_percent");
+    rows.push((
+        "an idle runner (1 ms after its last call) costs at most 1% of a CPU",
+        idle.map_or_else(|| "-".into(), |v| format!("{v:.3} %")),
+        idle.map(|v| v <= 1.0),
+    ));
     let scale = r.get("threads.scaling_threadguard_with_ratio");
     rows.push(("2-thread per-thread cost within 10% of 1-thread", show_ratio(scale), scale.map(|v| v <= 1.10)));
     // The checked call that does the same work as the raw call (in C), if go/ has it.

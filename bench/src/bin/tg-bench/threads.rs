@@ -16,6 +16,8 @@
 //!   both with the other thread pinned to the caller's CPU and to another CPU (where the
 //!   scheduler puts the two threads changes a round trip several times over, so each variant
 //!   gets the same placement); and posted tasks per second with 1, 2 and 8 producers. Wall time.
+//!   Then what an idle runner costs: the CPU time its thread uses over a second of no work,
+//!   starting 1 ms after a burst of back-to-back calls (which leaves its wait spinning longest).
 
 use ffi_support::ConcurrentHandleMap;
 use std::fmt::Write as _;
@@ -70,13 +72,15 @@ fn scaling(tsv: &mut String) {
 
 #[cfg(feature = "runner")]
 fn runner(tsv: &mut String) {
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
     use threadguard_bench::{PingPong, pin_to_cpu, runner};
     /// Round trips per variant per round.
     const TRIPS: u32 = 500;
     /// Tasks posted per producer count per round.
     const TASKS: u64 = 100_000;
     const PRODUCERS: [usize; 3] = [1, 2, 8];
+    /// Seconds of idle runner measured (the median is reported).
+    const IDLE_ROUNDS: usize = 3;
 
     // Round trips from a caller on CPU 0 to a thread on the same CPU, and on another one.
     let placements = [("same_cpu", 0), ("other_cpu", 1)];
@@ -115,6 +119,13 @@ fn runner(tsv: &mut String) {
     for (producers, rate) in PRODUCERS.iter().zip(&mut rates) {
         record(tsv, &format!("runner_post_{producers}_tasks_per_s"), median(rate));
     }
+    // Idle cost, of the runner on the other CPU (the placement where waits spin).
+    let pin = pin_to_cpu(0);
+    let mut idle: Vec<f64> = (0..IDLE_ROUNDS)
+        .map(|_| 100.0 * runner::idle_cpu_share(&peers[1].1, TRIPS, Duration::from_millis(1), Duration::from_secs(1)))
+        .collect();
+    drop(pin);
+    record(tsv, "runner_idle_cpu_percent", median(&mut idle));
     for (ping, runner) in peers {
         drop(ping);
         runner.stop().expect("stop a runner");
