@@ -14,24 +14,14 @@
 
 use crate::error::{Error, Status};
 use crate::handle::Handle;
-use crate::identity::{self, Liveness};
+use crate::identity::{self, Liveness, Owner};
 use crate::inbox;
+use crate::refusal::{Refusal, What, describe_kind};
 use crate::state::{ThreadState, with_state};
 pub(crate) use crate::table::Expected;
-use crate::table::{Borrowed, Kind, Refusal, Removed};
+use crate::table::{Borrowed, Kind, Refusal as TableRefusal, Removed};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-
-impl Expected {
-    /// The expected type, worded as `describe_kind` words what an entry holds (a C object's
-    /// destructor is not part of its type).
-    fn describe(self) -> String {
-        describe_kind(&match self {
-            Expected::Foreign(type_tag) => Kind::Foreign { type_tag, destructor: None },
-            Expected::Native(native) => Kind::Native(native),
-        })
-    }
-}
 
 /// Why entries are being destroyed, which decides what happens to busy and missing ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,63 +32,38 @@ enum Reason {
     Sweep,
 }
 
-fn describe_kind(kind: &Kind) -> String {
-    match kind {
-        Kind::Foreign { type_tag, .. } => format!("a C object with type tag {type_tag}"),
-        Kind::Native(native) => format!("a Rust {}", (native.type_name)()),
-    }
-}
-
 impl ThreadState {
     /// Counts a refused call and applies the violation policy; returns the error to report.
+    /// The message is worded now only if the policy prints it (see `refusal`).
     #[cold]
-    pub(crate) fn violation(&self, status: Status, message: String) -> Error {
+    pub(crate) fn violation(&self, status: Status, op: &'static str, what: What) -> Error {
         self.counters.violation(status);
-        if status.is_violation() {
-            crate::diagnostics::apply_policy(status, &message);
+        let refusal = Refusal::new(status, op, self.id, what);
+        if status.is_violation() && crate::diagnostics::violation_policy() != crate::ViolationPolicy::Return {
+            let text = refusal.word();
+            crate::diagnostics::apply_policy(status, &text);
+            return Error::refused_worded(refusal, text);
         }
-        Error::new(status, message)
+        Error::refused(refusal)
     }
 
     /// The error for a handle whose owner is not this thread.
     #[cold]
     #[inline(never)]
-    fn foreign_owner(&self, op: &str, handle: Handle) -> Error {
-        let caller = self.describe();
-        match identity::liveness(handle.owner) {
-            Liveness::Live(owner) => self.violation(
-                Status::WrongThread,
-                format!(
-                    "{op}: handle {handle:?} is owned by thread {}, used from thread {caller}",
-                    owner.describe_as("alive")
-                ),
-            ),
-            Liveness::Exited => self.violation(
-                Status::OwnerExited,
-                format!(
-                    "{op}: handle {handle:?} is owned by thread {} (exited; its objects were destroyed), used from thread {caller}",
-                    handle.owner
-                ),
-            ),
-            Liveness::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => self.violation(
-                Status::Stale,
-                format!(
-                    "{op}: handle {handle:?} is a runner or completion-queue handle (or a forged one), not a thread-owned object, used from thread {caller}"
-                ),
-            ),
-            Liveness::NeverIssued => self.violation(
-                Status::Stale,
-                format!(
-                    "{op}: handle {handle:?} names owner thread {}, which was never issued (forged or corrupted handle), used from thread {caller}",
-                    handle.owner
-                ),
-            ),
+    fn foreign_owner(&self, op: &'static str, handle: Handle) -> Error {
+        match identity::status_of(handle.owner) {
+            Owner::Live => self.violation(Status::WrongThread, op, What::WrongThread(handle)),
+            Owner::Exited => self.violation(Status::OwnerExited, op, What::OwnerExited(handle)),
+            Owner::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => {
+                self.violation(Status::Stale, op, What::Reserved(handle))
+            }
+            Owner::NeverIssued => self.violation(Status::Stale, op, What::NeverIssued(handle)),
         }
     }
 
     /// Checks null and owner; returns `Ok` if the handle belongs to this thread.
     #[inline]
-    fn check_owner(&self, op: &str, handle: Handle) -> Result<(), Error> {
+    fn check_owner(&self, op: &'static str, handle: Handle) -> Result<(), Error> {
         // This thread's ID is never 0, so a null handle fails the comparison too.
         if handle.owner != self.id {
             return Err(self.not_owner(op, handle));
@@ -109,10 +74,9 @@ impl ThreadState {
     /// The error for a handle that is null or owned by another thread.
     #[cold]
     #[inline(never)]
-    fn not_owner(&self, op: &str, handle: Handle) -> Error {
+    fn not_owner(&self, op: &'static str, handle: Handle) -> Error {
         if handle.is_null() {
-            return self
-                .violation(Status::NullHandle, format!("{op}: null handle, used from thread {}", self.describe()));
+            return self.violation(Status::NullHandle, op, What::NullHandle);
         }
         self.foreign_owner(op, handle)
     }
@@ -120,43 +84,30 @@ impl ThreadState {
     /// The error for a handle of this thread that the table refused.
     #[cold]
     #[inline(never)]
-    fn refused(&self, op: &str, handle: Handle, refusal: Refusal, expected: Option<Expected>) -> Error {
+    fn refused(&self, op: &'static str, handle: Handle, refusal: TableRefusal, expected: Option<Expected>) -> Error {
         match (refusal, expected) {
-            (Refusal::WrongType(actual), Some(expected)) => self.violation(
-                Status::WrongType,
-                format!("{op}: handle {handle:?} names {}, expected {}", describe_kind(&actual), expected.describe()),
-            ),
-            (Refusal::Busy, _) => self.violation(
-                Status::Busy,
-                format!(
-                    "{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)",
-                    self.describe()
-                ),
-            ),
-            (Refusal::Stale | Refusal::WrongType(_), _) => self.stale(op, handle),
+            (TableRefusal::WrongType(actual), Some(expected)) => {
+                self.violation(Status::WrongType, op, What::WrongType { handle, actual, expected })
+            }
+            (TableRefusal::Busy, _) => self.violation(Status::Busy, op, What::Busy(handle)),
+            (TableRefusal::Stale | TableRefusal::WrongType(_), _) => self.stale(op, handle),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn stale(&self, op: &str, handle: Handle) -> Error {
-        self.violation(
-            Status::Stale,
-            format!(
-                "{op}: handle {handle:?} of thread {} names no live object (destroyed, or a forged key)",
-                self.describe()
-            ),
-        )
+    fn stale(&self, op: &'static str, handle: Handle) -> Error {
+        self.violation(Status::Stale, op, What::Stale(handle))
     }
 
     #[cold]
     #[inline(never)]
-    fn null_argument(&self, op: &str, what: &str) -> Error {
-        self.violation(Status::NullPointer, format!("{op}: {what} is NULL"))
+    fn null_argument(&self, op: &'static str, what: &'static str) -> Error {
+        self.violation(Status::NullPointer, op, What::NullArgument(what))
     }
 
     /// Checks null, owner and slot; returns `Ok` if the handle names a live object of this thread.
-    fn check_live(&self, op: &str, handle: Handle) -> Result<(), Error> {
+    fn check_live(&self, op: &'static str, handle: Handle) -> Result<(), Error> {
         self.check_owner(op, handle)?;
         match self.table.borrow().contains(handle.key) {
             true => Ok(()),
@@ -190,7 +141,7 @@ impl ThreadState {
         for &key in keys {
             let removed = self.table.borrow_mut().remove(key, None);
             match removed {
-                Err(Refusal::Busy) => {
+                Err(TableRefusal::Busy) => {
                     if reason == Reason::Deferred {
                         // Still borrowed: run after the borrow ends (or by the exit sweep).
                         let _ = self.record.inbox.requeue(key);
@@ -202,8 +153,12 @@ impl ThreadState {
                 }
                 Err(_) if reason == Reason::Deferred => {
                     // Nobody is waiting for this answer: count it and leave the message.
-                    let error = self.stale("destroy_later (deferred)", Handle { owner: self.id, key });
-                    self.set_last_error(error.message());
+                    let error = self.violation(
+                        Status::Stale,
+                        "destroy_later",
+                        What::StaleDeferred(Handle { owner: self.id, key }),
+                    );
+                    self.set_last_error(error.into_last());
                 }
                 Err(_) => {}
             }
@@ -353,11 +308,11 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
 /// which is refused after the handle checks.
 #[inline]
 pub(crate) fn borrow<R>(
-    op: &str,
+    op: &'static str,
     handle: Handle,
     expected: Expected,
     call: Option<impl FnOnce(*mut c_void) -> R>,
-    null_arg: &str,
+    null_arg: &'static str,
 ) -> Result<R, Error> {
     with_state(|state| {
         state.check_owner(op, handle)?;
@@ -382,7 +337,7 @@ pub(crate) fn borrow<R>(
 
 /// Destroys the object now, on its owner; refused from any other thread. With `expected`,
 /// the object must also be of that type.
-pub(crate) fn destroy(op: &str, handle: Handle, expected: Option<Expected>) -> Result<(), Error> {
+pub(crate) fn destroy(op: &'static str, handle: Handle, expected: Option<Expected>) -> Result<(), Error> {
     with_state(|state| {
         state.check_owner(op, handle)?;
         let removed = state
@@ -399,7 +354,7 @@ pub(crate) fn destroy(op: &str, handle: Handle, expected: Option<Expected>) -> R
 /// Refuses a call for a bad argument, counted against the calling thread.
 #[cold]
 pub(crate) fn refuse(status: Status, message: String) -> Error {
-    match with_state(|state| Ok(state.violation(status, message.clone()))) {
+    match with_state(|state| Ok(state.violation(status, "", What::Text(message.clone())))) {
         Ok(error) | Err(error) => error,
     }
 }
@@ -421,10 +376,7 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
         }
         match identity::liveness(handle.owner) {
             Liveness::Live(owner) => owner.inbox.push(handle.key).map_err(|refused| match refused {
-                inbox::Refused::Closed => state.violation(
-                    Status::OwnerExited,
-                    format!("{OP}: handle {handle:?} is owned by thread {}, which is exiting; its objects are being destroyed", owner.id),
-                ),
+                inbox::Refused::Closed => state.violation(Status::OwnerExited, OP, What::OwnerExiting(handle)),
                 inbox::Refused::Full => inbox_full(OP, handle, &owner),
             }),
             _ => Err(state.foreign_owner(OP, handle)),
@@ -454,13 +406,7 @@ pub(crate) fn run_pending() -> Result<(), Error> {
 pub(crate) fn thread_cleanup() -> Result<(), Error> {
     with_state(|state| {
         if state.depth.get() > 0 {
-            return Err(state.violation(
-                Status::Busy,
-                format!(
-                    "thread_cleanup: thread {} is inside a borrow callback; call it after the borrow returns",
-                    state.describe()
-                ),
-            ));
+            return Err(state.violation(Status::Busy, "thread_cleanup", What::CleanupInBorrow));
         }
         state.destroy_all()
     })

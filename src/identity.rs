@@ -154,6 +154,30 @@ pub(crate) fn liveness(id: u64) -> Liveness {
     }
 }
 
+/// What [`liveness`] says, without the record: what a refusal needs to pick its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The thread is running.
+    Live,
+    /// The ID was issued and its thread has exited.
+    Exited,
+    /// No thread ever had this ID.
+    NeverIssued,
+}
+
+/// Whether `id` names a live thread, an exited one, or none ever issued; as [`liveness`],
+/// without taking a reference to the record.
+pub(crate) fn status_of(id: u64) -> Owner {
+    let registry = registry();
+    if id == 0 || id >= registry.next_id {
+        Owner::NeverIssued
+    } else if registry.live.contains_key(&id) {
+        Owner::Live
+    } else {
+        Owner::Exited
+    }
+}
+
 /// Threads currently registered, and threads ever registered.
 pub(crate) fn thread_counts() -> (u64, u64) {
     let registry = registry();

@@ -33,6 +33,7 @@
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
 //! - `guard`: the checked operations (I2, I4, I6).
+//! - `refusal`: refusals recorded as facts, and their wording (the one place messages are written).
 //! - [`runner`]: a dedicated owner thread fed by a bounded queue, with callbacks, blocking
 //!   calls and completion queues, for hosts that cannot pin their callers.
 //! - [`diagnostics`]: counters, violation policy, versions.
@@ -51,6 +52,7 @@ mod handle;
 pub(crate) mod identity;
 mod inbox;
 mod keymix;
+mod refusal;
 mod state;
 mod table;
 

@@ -25,6 +25,7 @@ use crate::diagnostics::{self, Counters};
 use crate::error::{Error, Status};
 use crate::identity::{self, ThreadRecord};
 use crate::keymix::KeyMix;
+use crate::refusal::{Refusal, What};
 use crate::table::Table;
 use std::cell::{Cell, RefCell};
 use std::panic::catch_unwind;
@@ -40,7 +41,8 @@ pub(crate) struct ThreadState {
     /// Set while `thread_cleanup` or thread exit destroys everything: no new registrations.
     pub(crate) cleaning: Cell<bool>,
     pub(crate) counters: &'static Counters,
-    last_error: RefCell<String>,
+    /// The last refusal, as facts until `tg_last_error` or `last_error` asks for its words.
+    last_error: RefCell<Refusal>,
 }
 
 /// Marks a thread whose state has been torn down.
@@ -110,7 +112,7 @@ fn init() -> Result<*const ThreadState, Error> {
         depth: Cell::new(0),
         cleaning: Cell::new(false),
         counters,
-        last_error: RefCell::new(String::new()),
+        last_error: RefCell::new(Refusal::new(Status::Panic, "", 0, What::Text(String::new()))),
     });
     let state: *const ThreadState = Box::into_raw(state);
     CURRENT.with(|current| current.set(state));
@@ -124,19 +126,24 @@ impl ThreadState {
         self.record.describe()
     }
 
-    /// Stores this thread's last-error message.
-    pub(crate) fn set_last_error(&self, message: &str) {
+    /// Stores this thread's last error (as facts, if it is a refusal not yet worded).
+    pub(crate) fn set_last_error(&self, refusal: Refusal) {
         if let Ok(mut last) = self.last_error.try_borrow_mut() {
-            last.clear();
-            last.push_str(message);
+            *last = refusal;
         }
     }
 
-    /// Runs `f` on this thread's last-error message.
+    /// Runs `f` on this thread's last-error message, wording it first if it is still facts.
     pub(crate) fn read_last_error<R>(&self, f: impl FnOnce(&str) -> R) -> R {
-        match self.last_error.try_borrow() {
-            Ok(last) => f(&last),
-            Err(_) => f(""),
+        let Ok(mut last) = self.last_error.try_borrow_mut() else {
+            return f("");
+        };
+        if !matches!(last.what, What::Text(_)) {
+            last.what = What::Text(last.word());
+        }
+        match &last.what {
+            What::Text(text) => f(text),
+            _ => f(""),
         }
     }
 }

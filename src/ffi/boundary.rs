@@ -24,11 +24,12 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
 #[inline(never)]
 fn failed(error: Error) -> tg_status {
     // Create the state if this thread has none yet: the message must not be lost.
+    let status = error.status().code();
     let _ = with_state(|state| {
-        state.set_last_error(error.message());
+        state.set_last_error(error.into_last());
         Ok(())
     });
-    error.status().code()
+    status
 }
 
 /// A caught panic: `TG_ERR_PANIC`, with its message as the thread's last error.
