@@ -17,9 +17,9 @@ use crate::handle::Handle;
 use crate::identity::{self, Liveness, Owner};
 use crate::inbox;
 use crate::refusal::{Refusal, What, describe_kind};
-use crate::state::{ThreadState, with_state};
+use crate::state::{ThreadState, with_existing_state, with_state};
 pub(crate) use crate::table::Expected;
-use crate::table::{Borrowed, Kind, Refusal as TableRefusal, Removed};
+use crate::table::{Borrowed, Full, Kind, Refusal as TableRefusal, Removed};
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -118,9 +118,16 @@ impl ThreadState {
     /// After a successful call at the outermost level, run what other threads queued.
     #[inline]
     fn after_success(&self) {
-        if self.depth.get() == 0 && self.record.inbox.has_pending() {
-            let _ = self.run_pending();
+        // The flag first: it is almost always clear, and then the depth need not be read.
+        if self.record.inbox.has_pending() && self.depth.get() == 0 {
+            self.run_pending_after_success();
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn run_pending_after_success(&self) {
+        let _ = self.run_pending();
     }
 
     /// Runs queued destroy requests. Requests for busy objects stay queued; requests whose
@@ -269,12 +276,54 @@ struct BorrowGuard<'a> {
 }
 
 impl Drop for BorrowGuard<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         self.state.depth.set(self.state.depth.get() - 1);
-        if let Ok(mut table) = self.state.table.try_borrow_mut() {
+        // SAFETY: `try_borrow_unguarded` refuses while a mutable borrow of the table is live;
+        // the reference is used for one `Cell` store of the entry's flags, during which no code
+        // runs that could take a mutable borrow.
+        if let Ok(table) = unsafe { self.state.table.try_borrow_unguarded() } {
             table.end_borrow(self.borrowed);
         }
+    }
+}
+
+impl ThreadState {
+    /// A borrow's fast path: every check (owner, liveness, type, busy, `call` non-null) with
+    /// no side effect, then the call. `None` when anything is unusual, with nothing changed
+    /// and `call` left in place: the slow path redoes the checks in the documented order and
+    /// records the refusal.
+    #[inline(always)]
+    fn borrow_fast<R>(
+        &self,
+        handle: Handle,
+        expected: Expected,
+        call: &mut Option<impl FnOnce(*mut c_void) -> R>,
+    ) -> Option<R> {
+        // This thread's ID is never 0, so a null handle fails the comparison too.
+        if handle.owner != self.id {
+            return None;
+        }
+        let borrowed = {
+            // SAFETY: `try_borrow_unguarded` refuses while a mutable borrow of the table is
+            // live; the reference ends with this block, before any user code runs, and the
+            // code in the block (the checks, one `Cell` store) takes no borrow of the table.
+            let table = unsafe { self.table.try_borrow_unguarded() }.ok()?;
+            let borrowed = table.ready(handle.key, expected)?;
+            if call.is_none() {
+                return None;
+            }
+            table.mark_busy(borrowed);
+            borrowed
+        };
+        let call = call.take()?;
+        self.depth.set(self.depth.get() + 1);
+        let result = {
+            let _guard = BorrowGuard { state: self, borrowed };
+            call(borrowed.object)
+        };
+        self.after_success();
+        Some(result)
     }
 }
 
@@ -287,13 +336,16 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
                 format!("register: thread {} is destroying everything it owns (cleanup or exit)", state.describe()),
             ));
         }
-        let key = state.table.borrow_mut().insert(object, kind).map_err(|_| {
+        let key = state.table.borrow_mut().insert(object, kind).map_err(|full| {
             Error::new(
                 Status::Limit,
-                format!(
-                    "register: thread {}'s live objects use 2^29 distinct destructors and Rust types",
-                    state.describe()
-                ),
+                match full {
+                    Full::Disposers => format!(
+                        "register: thread {}'s live objects use 2^29 distinct destructors and Rust types",
+                        state.describe()
+                    ),
+                    Full::Slots => format!("register: thread {}'s table has 2^32 - 1 slots", state.describe()),
+                },
             )
         })?;
         state.counters.created();
@@ -306,8 +358,25 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
 /// Borrows the object `handle` names for the duration of `call`.
 /// `call` is `None` when a C caller passed a NULL pointer (named `null_arg` in the message),
 /// which is refused after the handle checks.
-#[inline]
+#[inline(always)]
 pub(crate) fn borrow<R>(
+    op: &'static str,
+    handle: Handle,
+    expected: Expected,
+    call: Option<impl FnOnce(*mut c_void) -> R>,
+    null_arg: &'static str,
+) -> Result<R, Error> {
+    let mut call = call;
+    if let Some(Some(result)) = with_existing_state(|state| state.borrow_fast(handle, expected, &mut call)) {
+        return Ok(result);
+    }
+    borrow_slow(op, handle, expected, call, null_arg)
+}
+
+/// A borrow the fast path declined: the checks in the documented order, the refusal recorded.
+#[cold]
+#[inline(never)]
+fn borrow_slow<R>(
     op: &'static str,
     handle: Handle,
     expected: Expected,
@@ -318,11 +387,11 @@ pub(crate) fn borrow<R>(
         state.check_owner(op, handle)?;
         let borrowed = state
             .table
-            .borrow_mut()
+            .borrow()
             .begin_borrow(handle.key, expected)
             .map_err(|refusal| state.refused(op, handle, refusal, Some(expected)))?;
         let Some(call) = call else {
-            state.table.borrow_mut().end_borrow(borrowed);
+            state.table.borrow().end_borrow(borrowed);
             return Err(state.null_argument(op, null_arg));
         };
         state.depth.set(state.depth.get() + 1);

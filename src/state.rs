@@ -75,9 +75,11 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&ThreadState) -> Result<R, Error>) ->
 }
 
 /// The calling thread's state if it exists, without creating it.
+#[inline(always)]
 pub(crate) fn with_existing_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
     let current = CURRENT.with(Cell::get);
-    if current.is_null() || current == EXITED {
+    // One comparison for both: null is 0, EXITED the lowest address a `Box` never has.
+    if current.addr() <= EXITED.addr() {
         return None;
     }
     // SAFETY: as in `with_state`.

@@ -19,6 +19,25 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
     }
 }
 
+/// Runs a hot entry point's body, which turns its outcome into a status code itself (with
+/// [`status`]), so no `Result` crosses the panic boundary.
+#[inline(always)]
+pub(crate) fn guarded_status(op: &str, body: impl FnOnce() -> tg_status) -> tg_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(status) => status,
+        Err(payload) => panicked(op, payload),
+    }
+}
+
+/// The status code of an operation's outcome; an error becomes the thread's last error.
+#[inline(always)]
+pub(crate) fn status(outcome: Result<(), Error>) -> tg_status {
+    match outcome {
+        Ok(()) => TG_OK,
+        Err(error) => failed(error),
+    }
+}
+
 /// A refused call: its message becomes the thread's last error.
 #[cold]
 #[inline(never)]

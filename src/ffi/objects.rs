@@ -1,6 +1,6 @@
 //! Entry points for C objects: register, borrow, destroy, deferred destroy, cleanup.
 
-use super::boundary::{guarded, null_pointer};
+use super::boundary::{guarded, guarded_status, null_pointer, status};
 use super::{tg_borrow_fn, tg_destructor, tg_status};
 use crate::error::Status;
 use crate::guard::{self, Expected, refuse};
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn tg_register(
 #[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
-    guarded("tg_with", || {
+    guarded_status("tg_with", || {
         let call = r#fn.map(|callback| {
             move |object: *mut c_void| {
                 // SAFETY: the handle resolved on its owner thread to a live object of this type
@@ -74,7 +74,7 @@ pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_
                 unsafe { callback(object, context) }
             }
         });
-        guard::borrow("tg_with", handle, Expected::Foreign(type_tag), call, "fn")
+        status(guard::borrow("tg_with", handle, Expected::Foreign(type_tag), call, "fn"))
     })
 }
 
