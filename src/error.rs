@@ -127,7 +127,7 @@ pub struct Error {
 #[derive(Clone, Debug)]
 enum Detail {
     Text(String),
-    Refused(Box<Refusal>, OnceLock<String>),
+    Refused(Refusal, OnceLock<String>),
 }
 
 impl Error {
@@ -138,12 +138,12 @@ impl Error {
 
     /// An error for a refusal recorded as facts, worded on first use.
     pub(crate) fn refused(refusal: Refusal) -> Error {
-        Error { status: refusal.status, detail: Detail::Refused(Box::new(refusal), OnceLock::new()) }
+        Error { status: refusal.status, detail: Detail::Refused(refusal, OnceLock::new()) }
     }
 
     /// An error for a refusal whose message was already worded (to be printed by a policy).
     pub(crate) fn refused_worded(refusal: Refusal, text: String) -> Error {
-        Error { status: refusal.status, detail: Detail::Refused(Box::new(refusal), OnceLock::from(text)) }
+        Error { status: refusal.status, detail: Detail::Refused(refusal, OnceLock::from(text)) }
     }
 
     /// The status code.
@@ -163,8 +163,8 @@ impl Error {
     pub(crate) fn into_last(self) -> Refusal {
         match self.detail {
             Detail::Refused(refusal, worded) => match worded.into_inner() {
-                Some(text) => Refusal { what: What::Text(text), ..*refusal },
-                None => *refusal,
+                Some(text) => Refusal { what: What::Text(text), ..refusal },
+                None => refusal,
             },
             Detail::Text(text) => Refusal::new(self.status, "", 0, What::Text(text)),
         }
