@@ -171,6 +171,15 @@ impl Error {
     }
 }
 
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Error {
+        match refusal.what {
+            What::Text(text) => Error::refused_worded(Refusal { what: What::Text(String::new()), ..refusal }, text),
+            _ => Error::refused(refusal),
+        }
+    }
+}
+
 impl PartialEq for Error {
     fn eq(&self, other: &Error) -> bool {
         self.status == other.status && self.message() == other.message()

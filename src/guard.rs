@@ -33,24 +33,24 @@ enum Reason {
 }
 
 impl ThreadState {
-    /// Counts a refused call and applies the violation policy; returns the error to report.
+    /// Counts a refused call and applies the violation policy; returns the refusal to report.
     /// The message is worded now only if the policy prints it (see `refusal`).
-    #[cold]
-    pub(crate) fn violation(&self, status: Status, op: &'static str, what: What) -> Error {
+    #[inline(always)]
+    pub(crate) fn violation(&self, status: Status, op: &'static str, what: What) -> Refusal {
         self.counters.violation(status);
         let refusal = Refusal::new(status, op, self.id, what);
         if status.is_violation() && crate::diagnostics::violation_policy() != crate::ViolationPolicy::Return {
             let text = refusal.word();
             crate::diagnostics::apply_policy(status, &text);
-            return Error::refused_worded(refusal, text);
+            return Refusal { what: What::Text(text), ..refusal };
         }
-        Error::refused(refusal)
+        refusal
     }
 
     /// The error for a handle whose owner is not this thread.
     #[cold]
     #[inline(never)]
-    fn foreign_owner(&self, op: &'static str, handle: Handle) -> Error {
+    fn foreign_owner(&self, op: &'static str, handle: Handle) -> Refusal {
         match identity::status_of(handle.owner) {
             Owner::Live => self.violation(Status::WrongThread, op, What::WrongThread(handle)),
             Owner::Exited => self.violation(Status::OwnerExited, op, What::OwnerExited(handle)),
@@ -63,7 +63,7 @@ impl ThreadState {
 
     /// Checks null and owner; returns `Ok` if the handle belongs to this thread.
     #[inline]
-    fn check_owner(&self, op: &'static str, handle: Handle) -> Result<(), Error> {
+    fn check_owner(&self, op: &'static str, handle: Handle) -> Result<(), Refusal> {
         // This thread's ID is never 0, so a null handle fails the comparison too.
         if handle.owner != self.id {
             return Err(self.not_owner(op, handle));
@@ -74,7 +74,7 @@ impl ThreadState {
     /// The error for a handle that is null or owned by another thread.
     #[cold]
     #[inline(never)]
-    fn not_owner(&self, op: &'static str, handle: Handle) -> Error {
+    fn not_owner(&self, op: &'static str, handle: Handle) -> Refusal {
         if handle.is_null() {
             return self.violation(Status::NullHandle, op, What::NullHandle);
         }
@@ -82,32 +82,29 @@ impl ThreadState {
     }
 
     /// The error for a handle of this thread that the table refused.
-    #[cold]
-    #[inline(never)]
-    fn refused(&self, op: &'static str, handle: Handle, refusal: TableRefusal, expected: Option<Expected>) -> Error {
+    #[inline]
+    fn refused(&self, op: &'static str, handle: Handle, refusal: TableRefusal, expected: Option<Expected>) -> Refusal {
         match (refusal, expected) {
             (TableRefusal::WrongType(actual), Some(expected)) => {
-                self.violation(Status::WrongType, op, What::WrongType { handle, actual, expected })
+                self.violation(Status::WrongType, op, What::WrongType(Box::new((handle, actual, expected))))
             }
             (TableRefusal::Busy, _) => self.violation(Status::Busy, op, What::Busy(handle)),
             (TableRefusal::Stale | TableRefusal::WrongType(_), _) => self.stale(op, handle),
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn stale(&self, op: &'static str, handle: Handle) -> Error {
+    #[inline]
+    fn stale(&self, op: &'static str, handle: Handle) -> Refusal {
         self.violation(Status::Stale, op, What::Stale(handle))
     }
 
-    #[cold]
-    #[inline(never)]
-    fn null_argument(&self, op: &'static str, what: &'static str) -> Error {
+    #[inline]
+    fn null_argument(&self, op: &'static str, what: &'static str) -> Refusal {
         self.violation(Status::NullPointer, op, What::NullArgument(what))
     }
 
     /// Checks null, owner and slot; returns `Ok` if the handle names a live object of this thread.
-    fn check_live(&self, op: &'static str, handle: Handle) -> Result<(), Error> {
+    fn check_live(&self, op: &'static str, handle: Handle) -> Result<(), Refusal> {
         self.check_owner(op, handle)?;
         match self.table.borrow().contains(handle.key) {
             true => Ok(()),
@@ -160,12 +157,12 @@ impl ThreadState {
                 }
                 Err(_) if reason == Reason::Deferred => {
                     // Nobody is waiting for this answer: count it and leave the message.
-                    let error = self.violation(
+                    let refusal = self.violation(
                         Status::Stale,
                         "destroy_later",
                         What::StaleDeferred(Handle { owner: self.id, key }),
                     );
-                    self.set_last_error(error.into_last());
+                    self.set_last_error(refusal);
                 }
                 Err(_) => {}
             }
@@ -373,7 +370,7 @@ pub(crate) fn borrow<R>(
     borrow_slow(op, handle, expected, call, null_arg)
 }
 
-/// A borrow the fast path declined: the checks in the documented order, the refusal recorded.
+/// A borrow the fast path declined, for Rust callers: the refusal becomes the `Error`.
 #[cold]
 #[inline(never)]
 fn borrow_slow<R>(
@@ -383,25 +380,74 @@ fn borrow_slow<R>(
     call: Option<impl FnOnce(*mut c_void) -> R>,
     null_arg: &'static str,
 ) -> Result<R, Error> {
-    with_state(|state| {
-        state.check_owner(op, handle)?;
-        let borrowed = state
-            .table
-            .borrow()
-            .begin_borrow(handle.key, expected)
-            .map_err(|refusal| state.refused(op, handle, refusal, Some(expected)))?;
+    with_state(|state| state.borrow_checked(op, handle, expected, call, null_arg).map_err(Error::from))
+}
+
+/// Borrows for a C caller, as [`borrow`]: `Ok` with the status code, a refusal already
+/// recorded as the thread's last error (as facts: no `Error` is built); `Err` only when the
+/// thread has no usable state.
+#[inline(always)]
+pub(crate) fn borrow_recorded(
+    op: &'static str,
+    handle: Handle,
+    expected: Expected,
+    call: Option<impl FnOnce(*mut c_void)>,
+    null_arg: &'static str,
+) -> Result<i32, Error> {
+    let mut call = call;
+    if let Some(Some(())) = with_existing_state(|state| state.borrow_fast(handle, expected, &mut call)) {
+        return Ok(0);
+    }
+    borrow_recorded_slow(op, handle, expected, call, null_arg)
+}
+
+/// The fast path declined: the checks in the documented order, the refusal recorded as the
+/// thread's last error (or, on the thread's first call, its state created and the call made).
+#[cold]
+#[inline(never)]
+fn borrow_recorded_slow(
+    op: &'static str,
+    handle: Handle,
+    expected: Expected,
+    call: Option<impl FnOnce(*mut c_void)>,
+    null_arg: &'static str,
+) -> Result<i32, Error> {
+    with_state(|state| match state.borrow_checked(op, handle, expected, call, null_arg) {
+        Ok(()) => Ok(0),
+        Err(refusal) => {
+            let code = refusal.status.code();
+            state.set_last_error(refusal);
+            Ok(code)
+        }
+    })
+}
+
+impl ThreadState {
+    /// A borrow with every check in the documented order (null, owner, stale, type, busy,
+    /// then `call` non-null); the refusal is counted and returned, nothing else changes.
+    fn borrow_checked<R>(
+        &self,
+        op: &'static str,
+        handle: Handle,
+        expected: Expected,
+        call: Option<impl FnOnce(*mut c_void) -> R>,
+        null_arg: &'static str,
+    ) -> Result<R, Refusal> {
+        self.check_owner(op, handle)?;
+        let begun = self.table.borrow().begin_borrow(handle.key, expected);
+        let borrowed = begun.map_err(|refusal| self.refused(op, handle, refusal, Some(expected)))?;
         let Some(call) = call else {
-            state.table.borrow().end_borrow(borrowed);
-            return Err(state.null_argument(op, null_arg));
+            self.table.borrow().end_borrow(borrowed);
+            return Err(self.null_argument(op, null_arg));
         };
-        state.depth.set(state.depth.get() + 1);
+        self.depth.set(self.depth.get() + 1);
         let result = {
-            let _guard = BorrowGuard { state, borrowed };
+            let _guard = BorrowGuard { state: self, borrowed };
             call(borrowed.object)
         };
-        state.after_success();
+        self.after_success();
         Ok(result)
-    })
+    }
 }
 
 /// Destroys the object now, on its owner; refused from any other thread. With `expected`,
@@ -423,7 +469,7 @@ pub(crate) fn destroy(op: &'static str, handle: Handle, expected: Option<Expecte
 /// Refuses a call for a bad argument, counted against the calling thread.
 #[cold]
 pub(crate) fn refuse(status: Status, message: String) -> Error {
-    match with_state(|state| Ok(state.violation(status, "", What::Text(message.clone())))) {
+    match with_state(|state| Ok(Error::from(state.violation(status, "", What::Text(message.clone()))))) {
         Ok(error) | Err(error) => error,
     }
 }
@@ -433,7 +479,7 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
     const OP: &str = "destroy_later";
     with_state(|state| {
         if handle.is_null() {
-            return Err(state.not_owner(OP, handle));
+            return Err(state.not_owner(OP, handle).into());
         }
         if handle.owner == state.id {
             state.check_live(OP, handle)?;
@@ -445,10 +491,10 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
         }
         match identity::liveness(handle.owner) {
             Liveness::Live(owner) => owner.inbox.push(handle.key).map_err(|refused| match refused {
-                inbox::Refused::Closed => state.violation(Status::OwnerExited, OP, What::OwnerExiting(handle)),
+                inbox::Refused::Closed => state.violation(Status::OwnerExited, OP, What::OwnerExiting(handle)).into(),
                 inbox::Refused::Full => inbox_full(OP, handle, &owner),
             }),
-            _ => Err(state.foreign_owner(OP, handle)),
+            _ => Err(state.foreign_owner(OP, handle).into()),
         }
     })
 }
@@ -475,7 +521,7 @@ pub(crate) fn run_pending() -> Result<(), Error> {
 pub(crate) fn thread_cleanup() -> Result<(), Error> {
     with_state(|state| {
         if state.depth.get() > 0 {
-            return Err(state.violation(Status::Busy, "thread_cleanup", What::CleanupInBorrow));
+            return Err(state.violation(Status::Busy, "thread_cleanup", What::CleanupInBorrow).into());
         }
         state.destroy_all()
     })
@@ -491,7 +537,7 @@ pub(crate) fn owner_of(handle: Handle) -> Result<u64, Error> {
         }
         match identity::liveness(handle.owner) {
             Liveness::Live(_) => Ok(handle.owner),
-            _ => Err(state.foreign_owner("owner_of", handle)),
+            _ => Err(state.foreign_owner("owner_of", handle).into()),
         }
     })
 }

@@ -52,8 +52,9 @@ pub(crate) enum What {
     Stale(Handle),
     /// A deferred destroy request (queued by another thread) whose object was already gone.
     StaleDeferred(Handle),
-    /// A handle naming an object of another type than the call expected.
-    WrongType { handle: Handle, actual: Kind, expected: Expected },
+    /// A handle naming an object of another type than the call expected (boxed: the rarest
+    /// refusal keeps the others small).
+    WrongType(Box<(Handle, Kind, Expected)>),
     /// A handle whose object is borrowed further up the calling thread's stack.
     Busy(Handle),
     /// `thread_cleanup` called from inside a borrow callback.
@@ -108,7 +109,8 @@ impl Refusal {
                 "{op} (deferred): handle {handle:?} of thread {} names no live object (destroyed, or a forged key)",
                 caller()
             ),
-            What::WrongType { handle, actual, expected } => {
+            What::WrongType(facts) => {
+                let (handle, actual, expected) = &**facts;
                 format!(
                     "{op}: handle {handle:?} names {}, expected {}",
                     describe_kind(actual),

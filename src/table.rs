@@ -359,13 +359,11 @@ impl Table {
     /// Checks a handle's key for a borrow (stale, then type, then busy) and marks the entry
     /// busy. [`Table::end_borrow`] clears the mark.
     pub(crate) fn begin_borrow(&self, mixed: u64, expected: Expected) -> Result<Borrowed, Refusal> {
-        match self.ready(mixed, expected) {
-            Some(borrowed) => {
-                self.mark_busy(borrowed);
-                Ok(borrowed)
-            }
-            None => Err(self.refusal(mixed, expected)),
-        }
+        let index = self.check(mixed, Some(expected))?;
+        let slot = &self.slots[index as usize];
+        let borrowed = Borrowed { slot: index, object: slot.object, flags: slot.flags.get() };
+        self.mark_busy(borrowed);
+        Ok(borrowed)
     }
 
     /// Clears the busy mark set by [`Table::mark_busy`]. A busy entry cannot be removed, and
@@ -383,18 +381,17 @@ impl Table {
         }
     }
 
-    /// Why a key is not ready for a borrow of type `expected`: stale, then type, then busy.
-    #[cold]
-    #[inline(never)]
-    fn refusal(&self, mixed: u64, expected: Expected) -> Refusal {
-        match self.find(mixed) {
-            Err(refusal) => refusal,
-            Ok(index) if !self.has_type(index, expected) => Refusal::WrongType(self.kind_of(index)),
-            Ok(index) => {
-                debug_assert!(self.slots[index as usize].flags.get() & BUSY != 0, "refused a ready entry");
-                Refusal::Busy
-            }
+    /// The checks of a key, in the documented order shared by every operation: stale, then
+    /// type (if `expected` is given), then busy. The slot of the entry that passes them.
+    pub(crate) fn check(&self, mixed: u64, expected: Option<Expected>) -> Result<u32, Refusal> {
+        let index = self.find(mixed)?;
+        if expected.is_some_and(|expected| !self.has_type(index, expected)) {
+            return Err(Refusal::WrongType(self.kind_of(index)));
         }
+        if self.slots[index as usize].flags.get() & BUSY != 0 {
+            return Err(Refusal::Busy);
+        }
+        Ok(index)
     }
 
     /// Whether the live entry in slot `index` is of type `expected`.
@@ -419,14 +416,8 @@ impl Table {
     /// is given), then busy. Its slot is freed for reuse with the next version, or retired if
     /// its version is the last.
     pub(crate) fn remove(&mut self, mixed: u64, expected: Option<Expected>) -> Result<Removed, Refusal> {
-        let index = self.find(mixed)?;
-        if expected.is_some_and(|expected| !self.has_type(index, expected)) {
-            return Err(Refusal::WrongType(self.kind_of(index)));
-        }
+        let index = self.check(mixed, expected)?;
         let flags = self.slots[index as usize].flags.get();
-        if flags & BUSY != 0 {
-            return Err(Refusal::Busy);
-        }
         let removed = Removed { object: self.slots[index as usize].object, kind: self.kind_of(index) };
         self.disposers.release(flags & DISPOSER);
         let slot = &mut self.slots[index as usize];

@@ -74,7 +74,10 @@ pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_
                 unsafe { callback(object, context) }
             }
         });
-        status(guard::borrow("tg_with", handle, Expected::Foreign(type_tag), call, "fn"))
+        match guard::borrow_recorded("tg_with", handle, Expected::Foreign(type_tag), call, "fn") {
+            Ok(code) => code,
+            Err(error) => status(Err(error)),
+        }
     })
 }
 
