@@ -21,8 +21,8 @@
 //! there owns them). The child handler takes no lock that another thread could have held and
 //! allocates only through `malloc`, which glibc's `fork` leaves usable in the child.
 
+use crate::ids::{Ids, Lookup};
 use crate::inbox::Inbox;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Owner values from here up are never issued to threads: they mark the handles of
@@ -78,45 +78,12 @@ impl ThreadRecord {
     }
 }
 
-struct Registry {
-    /// The next ID to issue; IDs below it were issued.
-    next_id: u64,
-    live: HashMap<u64, Arc<ThreadRecord>, NoHash>,
-    started: u64,
-}
+type Registry = Ids<ThreadRecord>;
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { next_id: 1, live: HashMap::with_hasher(NoHash), started: 0 });
+static REGISTRY: Mutex<Registry> = Mutex::new(Ids::new(FIRST_RESERVED_OWNER));
 
 fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|poison| poison.into_inner())
-}
-
-/// IDs are unique integers: hash them as themselves (and keep the registry `const`-constructible).
-#[derive(Clone, Copy, Default)]
-struct NoHash;
-
-impl std::hash::BuildHasher for NoHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // Spread sequential IDs over the table's buckets.
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id;
-    }
 }
 
 /// Issues a new ID for the calling thread and records it as live.
@@ -126,31 +93,22 @@ pub(crate) fn register_thread(name: Option<Arc<str>>) -> Option<Arc<ThreadRecord
     #[cfg(all(unix, not(miri)))]
     fork::install();
     let mut registry = registry();
-    let id = registry.next_id;
-    if id >= FIRST_RESERVED_OWNER {
-        return None;
-    }
-    registry.next_id = id + 1;
-    registry.started += 1;
-    let record = Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default() });
-    registry.live.insert(id, Arc::clone(&record));
-    Some(record)
+    let (_, record) =
+        registry.issue(|id| Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default() }))?;
+    Some(Arc::clone(record))
 }
 
 /// Records the thread `id` as exited. From now on its ID answers [`Liveness::Exited`].
 pub(crate) fn unregister_thread(id: u64) {
-    registry().live.remove(&id);
+    registry().remove(id);
 }
 
 /// Whether `id` names a live thread, an exited one, or none ever issued.
 pub(crate) fn liveness(id: u64) -> Liveness {
-    let registry = registry();
-    if id == 0 || id >= registry.next_id {
-        return Liveness::NeverIssued;
-    }
-    match registry.live.get(&id) {
-        Some(record) => Liveness::Live(Arc::clone(record)),
-        None => Liveness::Exited,
+    match registry().lookup(id) {
+        Lookup::Live(record) => Liveness::Live(Arc::clone(record)),
+        Lookup::Gone => Liveness::Exited,
+        Lookup::NeverIssued => Liveness::NeverIssued,
     }
 }
 
@@ -168,20 +126,17 @@ pub(crate) enum Owner {
 /// Whether `id` names a live thread, an exited one, or none ever issued; as [`liveness`],
 /// without taking a reference to the record.
 pub(crate) fn status_of(id: u64) -> Owner {
-    let registry = registry();
-    if id == 0 || id >= registry.next_id {
-        Owner::NeverIssued
-    } else if registry.live.contains_key(&id) {
-        Owner::Live
-    } else {
-        Owner::Exited
+    match registry().lookup(id) {
+        Lookup::Live(_) => Owner::Live,
+        Lookup::Gone => Owner::Exited,
+        Lookup::NeverIssued => Owner::NeverIssued,
     }
 }
 
 /// Threads currently registered, and threads ever registered.
 pub(crate) fn thread_counts() -> (u64, u64) {
     let registry = registry();
-    (registry.live.len() as u64, registry.started)
+    (registry.live.len() as u64, registry.issued())
 }
 
 /// The `pthread_atfork` handlers (see the module doc).

@@ -28,6 +28,8 @@
 //!
 //! ## Layout
 //! - [`identity`](crate::identity): thread IDs (never reused) and the liveness registry.
+//! - `ids`: issued IDs (live, gone, never issued), shared by thread identities and the
+//!   runner's shared handles.
 //! - `table`: the per-thread object table, with slot retirement (I2).
 //! - `keymix`: the keyed permutation that keeps forged keys from naming neighbours (I2).
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
@@ -50,6 +52,7 @@ mod error;
 mod guard;
 mod handle;
 pub(crate) mod identity;
+mod ids;
 mod inbox;
 mod keymix;
 mod refusal;
