@@ -1,36 +1,37 @@
-//! The checked operations: every path from a handle to an object goes through here.
+//! The checked operations: every path from a handle to an object goes through here. This
+//! module checks and operates; the object lifecycle (deferred destroys, the sweep, thread
+//! exit, destructors) is `lifecycle`, and the wording of refusals is `refusal`.
 //!
 //! Each operation checks, in this order, and stops at the first failure (the C contract):
 //! null handle, owner thread (wrong thread / owner exited / never issued), slot (stale),
-//! type, busy, then pointer arguments. A refused call changes nothing but the violation
-//! counters and the last-error message (I6). Only after a call has succeeded does the owner
-//! run destroy requests queued for it by other threads (I5), so a refused call has no side
-//! effects and a borrowed object cannot be destroyed under its borrower.
+//! type, busy, then pointer arguments. The slot checks are `Table::check`, shared by every
+//! operation. A refused call changes nothing but the violation counters and the last-error
+//! message (I6). Only after a call has succeeded does the owner run destroy requests queued
+//! for it by other threads (I5), so a refused call has no side effects and a borrowed object
+//! cannot be destroyed under its borrower.
+//!
+//! A borrow first takes a fast path that makes every check with no side effect (a shared
+//! view of the table, the busy mark in a `Cell`), marks the entry busy and calls; anything
+//! unusual goes to a cold slow path that redoes the checks in the documented order and
+//! records the refusal as facts.
 //!
 //! User code (borrow callbacks, destructors) always runs with the table released (the
 //! hard part in DESIGN.md): the entry is marked busy (I4), what the call needs is copied out,
-//! the `RefCell` borrow ends, the user code runs, and a drop guard clears the mark even if the
-//! code panics.
+//! the table view ends, the user code runs, and a drop guard clears the mark (by slot index:
+//! a busy entry cannot be removed) even if the code panics.
 
 use crate::error::{Error, Status};
 use crate::handle::Handle;
 use crate::identity::{self, Liveness, Owner};
 use crate::inbox;
-use crate::refusal::{Refusal, What, describe_kind};
+pub(crate) use crate::lifecycle::{
+    catch_and_discard, discard_panic, exit_thread, panic_text, run_pending, thread_cleanup,
+};
+use crate::refusal::{Refusal, What};
 use crate::state::{ThreadState, with_existing_state, with_state};
 pub(crate) use crate::table::Expected;
-use crate::table::{Borrowed, Full, Kind, Refusal as TableRefusal, Removed};
+use crate::table::{Borrowed, Full, Kind, Refusal as TableRefusal};
 use std::ffi::c_void;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-/// Why entries are being destroyed, which decides what happens to busy and missing ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reason {
-    /// Requests from `destroy_later`: a busy entry waits; a missing one is a stale request.
-    Deferred,
-    /// Cleanup or exit destroying the whole table: missing entries were destroyed meanwhile.
-    Sweep,
-}
 
 impl ThreadState {
     /// Counts a refused call and applies the violation policy; returns the refusal to report.
@@ -119,150 +120,6 @@ impl ThreadState {
         if self.record.inbox.has_pending() && self.depth.get() == 0 {
             self.run_pending_after_success();
         }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn run_pending_after_success(&self) {
-        let _ = self.run_pending();
-    }
-
-    /// Runs queued destroy requests. Requests for busy objects stay queued; requests whose
-    /// object is already gone are counted as stale. Returns the first destructor panic.
-    pub(crate) fn run_pending(&self) -> Result<(), Error> {
-        let keys = self.record.inbox.take();
-        let (_, result) = self.destroy_keys(&keys, Reason::Deferred);
-        inbox::settle(keys.len());
-        result
-    }
-
-    /// Destroys the entries `keys` name, one at a time with the table released in between,
-    /// so destructors may destroy other entries (then skipped here). Returns how many this
-    /// call destroyed and the first destructor panic.
-    fn destroy_keys(&self, keys: &[u64], reason: Reason) -> (usize, Result<(), Error>) {
-        let mut destroyed = 0;
-        let mut first_error = Ok(());
-        for &key in keys {
-            let removed = self.table.borrow_mut().remove(key, None);
-            match removed {
-                Err(TableRefusal::Busy) => {
-                    if reason == Reason::Deferred {
-                        // Still borrowed: run after the borrow ends (or by the exit sweep).
-                        let _ = self.record.inbox.requeue(key);
-                    }
-                }
-                Ok(removed) => {
-                    destroyed += 1;
-                    first_error = first_error.and(self.run_destructor(removed));
-                }
-                Err(_) if reason == Reason::Deferred => {
-                    // Nobody is waiting for this answer: count it and leave the message.
-                    let refusal = self.violation(
-                        Status::Stale,
-                        "destroy_later",
-                        What::StaleDeferred(Handle { owner: self.id, key }),
-                    );
-                    self.set_last_error(refusal);
-                }
-                Err(_) => {}
-            }
-        }
-        (destroyed, first_error)
-    }
-
-    /// Runs a removed entry's destructor on this thread, with the table released.
-    fn run_destructor(&self, removed: Removed) -> Result<(), Error> {
-        let outcome = match removed.kind {
-            Kind::Foreign { destructor: Some(destructor), .. } => {
-                // SAFETY: the destructor and object were registered together by this thread,
-                // which owns the object (I1); the entry was removed from the table before this
-                // call, so this runs exactly once (I5). A C function cannot unwind into Rust
-                // (an unwinding `extern "C"` call aborts), so no catch is needed.
-                unsafe { destructor(removed.object) };
-                Ok(())
-            }
-            Kind::Foreign { destructor: None, .. } => Ok(()),
-            Kind::Native(native) => catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: the entry's NativeType was created for the same T as the
-                // `Box<T>::into_raw` that produced `object` (see `register`), and the entry was
-                // removed before this call, so the box is freed exactly once, on its owner.
-                unsafe { (native.drop)(removed.object) }
-            }))
-            .map_err(|payload| {
-                self.counters.panicked();
-                let text = panic_text(&*payload);
-                discard_panic(payload);
-                Error::new(Status::Panic, format!("destructor of {} panicked: {text}", describe_kind(&removed.kind)))
-            }),
-        };
-        self.counters.destroyed();
-        outcome
-    }
-
-    /// Destroys everything this thread owns (cleanup and exit). Registrations made by
-    /// destructors meanwhile are refused, so one sweep empties the table.
-    fn destroy_all(&self) -> Result<(), Error> {
-        // Nested (a destructor calling thread_cleanup during exit): keep the outer flag.
-        let was_cleaning = self.cleaning.replace(true);
-        let mut result = self.run_pending();
-        loop {
-            let keys = self.table.borrow().live_keys();
-            if keys.is_empty() {
-                break;
-            }
-            // An object may already be gone when its turn comes (a parent destroyed it).
-            let (destroyed, outcome) = self.destroy_keys(&keys, Reason::Sweep);
-            result = result.and(outcome);
-            if destroyed == 0 {
-                // Only busy entries remain: a borrow was abandoned (pthread_exit or longjmp out
-                // of a callback, which SECURITY.md rules out). Leave them rather than spin.
-                break;
-            }
-        }
-        // Requests queued meanwhile named objects the sweep has destroyed.
-        let late = self.record.inbox.take();
-        inbox::settle(late.len());
-        self.cleaning.set(was_cleaning);
-        result
-    }
-}
-
-/// Thread exit (called from the state's exit hook): close the inbox, run what was queued,
-/// destroy everything, then mark the thread as exited. Each step runs whatever happened in the
-/// one before (a panic is caught and its payload dropped safely): the thread always leaves the
-/// registry, and its requests are always settled.
-pub(crate) fn exit_thread(state: &ThreadState) {
-    state.cleaning.set(true);
-    let queued = state.record.inbox.close_and_take();
-    catch_and_discard(|| drop(state.destroy_keys(&queued, Reason::Deferred)));
-    inbox::settle(queued.len());
-    catch_and_discard(|| drop(state.destroy_all()));
-    identity::unregister_thread(state.id);
-}
-
-/// Runs `f`, catching a panic and dropping its payload safely (see [`discard_panic`]).
-pub(crate) fn catch_and_discard(f: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-        discard_panic(payload);
-    }
-}
-
-/// Drops a caught panic's payload. A payload's `Drop` may panic in turn: that second panic is
-/// caught and its payload forgotten (leaked) rather than dropped, so no chain of payloads can
-/// unwind out of the caller.
-pub(crate) fn discard_panic(payload: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
-    }
-}
-
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }
 
@@ -510,21 +367,6 @@ fn inbox_full(op: &str, handle: Handle, owner: &identity::ThreadRecord) -> Error
             inbox::PENDING_LIMIT
         ),
     )
-}
-
-/// Runs the destroy requests queued for the calling thread.
-pub(crate) fn run_pending() -> Result<(), Error> {
-    with_state(|state| state.run_pending())
-}
-
-/// Destroys everything the calling thread owns, now. Refused from inside a borrow.
-pub(crate) fn thread_cleanup() -> Result<(), Error> {
-    with_state(|state| {
-        if state.depth.get() > 0 {
-            return Err(state.violation(Status::Busy, "thread_cleanup", What::CleanupInBorrow).into());
-        }
-        state.destroy_all()
-    })
 }
 
 /// The ID of the thread that owns `handle`. On the owner, the slot is checked too; other

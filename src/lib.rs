@@ -34,7 +34,8 @@
 //! - `keymix`: the keyed permutation that keeps forged keys from naming neighbours (I2).
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
-//! - `guard`: the checked operations (I2, I4, I6).
+//! - `guard`: the checked operations, their check order and fast paths (I2, I4, I6).
+//! - `lifecycle`: deferred destroys, the cleanup and exit sweep, destructors (I3, I5).
 //! - `refusal`: refusals recorded as facts, and their wording (the one place messages are written).
 //! - [`runner`]: a dedicated owner thread fed by a bounded queue, with callbacks, blocking
 //!   calls and completion queues, for hosts that cannot pin their callers.
@@ -55,6 +56,7 @@ pub(crate) mod identity;
 mod ids;
 mod inbox;
 mod keymix;
+mod lifecycle;
 mod refusal;
 mod state;
 mod table;
