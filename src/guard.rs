@@ -240,43 +240,77 @@ fn borrow_slow<R>(
     with_state(|state| state.borrow_checked(op, handle, expected, call, null_arg).map_err(Error::from))
 }
 
+/// Where a C borrow comes from: the entry point's name and what its callback argument is
+/// called, for refusals. One constant per entry point, so a refusal passes one pointer.
+pub(crate) struct BorrowSite {
+    /// The entry point, as messages name it.
+    pub(crate) op: &'static str,
+    /// The callback argument, as messages name it when it is NULL.
+    pub(crate) null_arg: &'static str,
+}
+
 /// Borrows for a C caller, as [`borrow`]: `Ok` with the status code, a refusal already
 /// recorded as the thread's last error (as facts: no `Error` is built); `Err` only when the
 /// thread has no usable state.
 #[inline(always)]
 pub(crate) fn borrow_recorded(
-    op: &'static str,
+    site: &'static BorrowSite,
     handle: Handle,
     expected: Expected,
     call: Option<impl FnOnce(*mut c_void)>,
-    null_arg: &'static str,
 ) -> Result<i32, Error> {
     let mut call = call;
     if let Some(Some(())) = with_existing_state(|state| state.borrow_fast(handle, expected, &mut call)) {
         return Ok(0);
     }
-    borrow_recorded_slow(op, handle, expected, call, null_arg)
+    if let Some(code) = record_borrow_refusal(site, handle.owner, handle.key, expected, call.is_none()) {
+        return Ok(code);
+    }
+    // The thread's first call (no state yet), or nothing to refuse after all.
+    borrow_slow(site.op, handle, expected, call, site.null_arg)?;
+    Ok(0)
 }
 
-/// The fast path declined: the checks in the documented order, the refusal recorded as the
-/// thread's last error (or, on the thread's first call, its state created and the call made).
+/// Why a borrow is refused, checked in the documented order by [`ThreadState::borrow_refusal`]
+/// and recorded as the thread's last error; its status code. `None` if the thread has no
+/// state yet or every check passes. Not generic, and passed its arguments in registers, so
+/// every C entry point shares one copy and its fast path prepares nothing for it.
 #[cold]
 #[inline(never)]
-fn borrow_recorded_slow(
-    op: &'static str,
-    handle: Handle,
+fn record_borrow_refusal(
+    site: &'static BorrowSite,
+    owner: u64,
+    key: u64,
     expected: Expected,
-    call: Option<impl FnOnce(*mut c_void)>,
-    null_arg: &'static str,
-) -> Result<i32, Error> {
-    with_state(|state| match state.borrow_checked(op, handle, expected, call, null_arg) {
-        Ok(()) => Ok(0),
-        Err(refusal) => {
-            let code = refusal.status.code();
-            state.set_last_error(refusal);
-            Ok(code)
+    null_call: bool,
+) -> Option<i32> {
+    with_existing_state(|state| {
+        let refusal =
+            state.borrow_refusal(site.op, Handle { owner, key }, expected, null_call.then_some(site.null_arg))?;
+        let code = refusal.status.code();
+        state.set_last_error(refusal);
+        Some(code)
+    })?
+}
+
+impl ThreadState {
+    /// Why a borrow is refused, checked in the documented order (null, owner, stale, type,
+    /// busy, then a NULL callback, named by `null_call`); `None` if every check passes.
+    fn borrow_refusal(
+        &self,
+        op: &'static str,
+        handle: Handle,
+        expected: Expected,
+        null_call: Option<&'static str>,
+    ) -> Option<Refusal> {
+        if let Err(refusal) = self.check_owner(op, handle) {
+            return Some(refusal);
         }
-    })
+        match self.table.try_borrow().map(|table| table.check(handle.key, Some(expected))) {
+            Ok(Err(refusal)) => Some(self.refused(op, handle, refusal, Some(expected))),
+            _ => null_call.map(|what| self.null_argument(op, what)),
+        }
+    }
 }
 
 impl ThreadState {

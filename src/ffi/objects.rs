@@ -74,7 +74,8 @@ pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_
                 unsafe { callback(object, context) }
             }
         });
-        match guard::borrow_recorded("tg_with", handle, Expected::Foreign(type_tag), call, "fn") {
+        static SITE: guard::BorrowSite = guard::BorrowSite { op: "tg_with", null_arg: "fn" };
+        match guard::borrow_recorded(&SITE, handle, Expected::Foreign(type_tag), call) {
             Ok(code) => code,
             Err(error) => status(Err(error)),
         }
