@@ -49,8 +49,7 @@ impl ThreadState {
     }
 
     /// The error for a handle whose owner is not this thread.
-    #[cold]
-    #[inline(never)]
+    #[inline]
     fn foreign_owner(&self, op: &'static str, handle: Handle) -> Refusal {
         match identity::status_of(handle.owner) {
             Owner::Live => self.violation(Status::WrongThread, op, What::WrongThread(handle)),
@@ -83,7 +82,7 @@ impl ThreadState {
     }
 
     /// The error for a handle of this thread that the table refused.
-    #[inline]
+    #[inline(always)]
     fn refused(&self, op: &'static str, handle: Handle, refusal: TableRefusal, expected: Option<Expected>) -> Refusal {
         match (refusal, expected) {
             (TableRefusal::WrongType(actual), Some(expected)) => {
@@ -94,7 +93,7 @@ impl ThreadState {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn stale(&self, op: &'static str, handle: Handle) -> Refusal {
         self.violation(Status::Stale, op, What::Stale(handle))
     }
@@ -296,6 +295,7 @@ fn record_borrow_refusal(
 impl ThreadState {
     /// Why a borrow is refused, checked in the documented order (null, owner, stale, type,
     /// busy, then a NULL callback, named by `null_call`); `None` if every check passes.
+    #[inline(always)]
     fn borrow_refusal(
         &self,
         op: &'static str,

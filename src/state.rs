@@ -129,6 +129,7 @@ impl ThreadState {
     }
 
     /// Stores this thread's last error (as facts, if it is a refusal not yet worded).
+    #[inline]
     pub(crate) fn set_last_error(&self, refusal: Refusal) {
         if let Ok(mut last) = self.last_error.try_borrow_mut() {
             *last = refusal;
