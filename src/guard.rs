@@ -48,7 +48,7 @@ impl ThreadState {
         refusal
     }
 
-    /// The error for a handle whose owner is not this thread.
+    /// The refusal of a handle whose owner is not this thread.
     #[inline]
     fn foreign_owner(&self, op: &'static str, handle: Handle) -> Refusal {
         match identity::status_of(handle.owner) {
@@ -71,7 +71,7 @@ impl ThreadState {
         Ok(())
     }
 
-    /// The error for a handle that is null or owned by another thread.
+    /// The refusal of a handle that is null or owned by another thread.
     #[cold]
     #[inline(never)]
     fn not_owner(&self, op: &'static str, handle: Handle) -> Refusal {
@@ -81,7 +81,7 @@ impl ThreadState {
         self.foreign_owner(op, handle)
     }
 
-    /// The error for a handle of this thread that the table refused.
+    /// The refusal of a handle of this thread that the table refused.
     #[inline(always)]
     fn refused(&self, op: &'static str, handle: Handle, refusal: TableRefusal, expected: Option<Expected>) -> Refusal {
         match (refusal, expected) {
