@@ -40,7 +40,7 @@ impl ThreadState {
     pub(crate) fn violation(&self, status: Status, op: &'static str, what: What) -> Refusal {
         self.counters.violation(status);
         let refusal = Refusal::new(status, op, self.id, what);
-        if status.is_violation() && crate::diagnostics::violation_policy() != crate::ViolationPolicy::Return {
+        if status.is_violation() && crate::diagnostics::policy_prints() {
             let text = refusal.word();
             crate::diagnostics::apply_policy(status, &text);
             return Refusal { what: What::Text(text), ..refusal };
@@ -51,13 +51,43 @@ impl ThreadState {
     /// The refusal of a handle whose owner is not this thread.
     #[inline]
     fn foreign_owner(&self, op: &'static str, handle: Handle) -> Refusal {
-        match identity::status_of(handle.owner) {
+        match self.owner_status(handle.owner) {
             Owner::Live => self.violation(Status::WrongThread, op, What::WrongThread(handle)),
             Owner::Exited => self.violation(Status::OwnerExited, op, What::OwnerExited(handle)),
             Owner::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => {
                 self.violation(Status::Stale, op, What::Reserved(handle))
             }
             Owner::NeverIssued => self.violation(Status::Stale, op, What::NeverIssued(handle)),
+        }
+    }
+
+    /// Whether the thread `owner` (not this one) is live, exited or never issued. The last
+    /// live owner asked about (its record) and the last exited one are remembered, so a loop
+    /// of refusals takes the registry's lock once; an exited ID stays exited (IDs are never
+    /// reused), and a live owner's record says when it exits.
+    fn owner_status(&self, owner: u64) -> Owner {
+        // 0 marks "none" and was never issued: it must reach the registry's answer.
+        if owner != 0 && owner == self.last_exited_owner.get() {
+            return Owner::Exited;
+        }
+        if let Ok(cached) = self.last_foreign_owner.try_borrow()
+            && let Some(record) = cached.as_ref()
+            && record.id == owner
+        {
+            return if record.has_exited() { Owner::Exited } else { Owner::Live };
+        }
+        match identity::liveness(owner) {
+            Liveness::Live(record) => {
+                if let Ok(mut cached) = self.last_foreign_owner.try_borrow_mut() {
+                    *cached = Some(record);
+                }
+                Owner::Live
+            }
+            Liveness::Exited => {
+                self.last_exited_owner.set(owner);
+                Owner::Exited
+            }
+            Liveness::NeverIssued => Owner::NeverIssued,
         }
     }
 

@@ -23,6 +23,7 @@
 
 use crate::ids::{Ids, Lookup};
 use crate::inbox::Inbox;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Owner values from here up are never issued to threads: they mark the handles of
@@ -48,9 +49,17 @@ pub(crate) struct ThreadRecord {
     pub(crate) id: u64,
     name: Mutex<Option<Arc<str>>>,
     pub(crate) inbox: Inbox,
+    /// Set when the thread leaves the registry (exit, or another thread's fork): lets a
+    /// holder of the record tell liveness without the registry's lock.
+    exited: AtomicBool,
 }
 
 impl ThreadRecord {
+    /// Whether the thread has left the registry (exited). Once true, true forever.
+    pub(crate) fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
     /// The thread's name, if it has one.
     pub(crate) fn name(&self) -> Option<Arc<str>> {
         self.name.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
@@ -93,14 +102,17 @@ pub(crate) fn register_thread(name: Option<Arc<str>>) -> Option<Arc<ThreadRecord
     #[cfg(all(unix, not(miri)))]
     fork::install();
     let mut registry = registry();
-    let (_, record) =
-        registry.issue(|id| Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default() }))?;
+    let (_, record) = registry.issue(|id| {
+        Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default(), exited: AtomicBool::new(false) })
+    })?;
     Some(Arc::clone(record))
 }
 
 /// Records the thread `id` as exited. From now on its ID answers [`Liveness::Exited`].
 pub(crate) fn unregister_thread(id: u64) {
-    registry().remove(id);
+    if let Some(record) = registry().remove(id) {
+        record.exited.store(true, Ordering::Release);
+    }
 }
 
 /// Whether `id` names a live thread, an exited one, or none ever issued.
@@ -121,16 +133,6 @@ pub(crate) enum Owner {
     Exited,
     /// No thread ever had this ID.
     NeverIssued,
-}
-
-/// Whether `id` names a live thread, an exited one, or none ever issued; as [`liveness`],
-/// without taking a reference to the record.
-pub(crate) fn status_of(id: u64) -> Owner {
-    match registry().lookup(id) {
-        Lookup::Live(_) => Owner::Live,
-        Lookup::Gone => Owner::Exited,
-        Lookup::NeverIssued => Owner::NeverIssued,
-    }
 }
 
 /// Threads currently registered, and threads ever registered.
@@ -245,6 +247,7 @@ mod fork {
                 registry.live.extract_if(|id, _| Some(*id) != me).map(|(_, record)| record).collect();
             drop(registry);
             for record in vanished {
+                record.exited.store(true, std::sync::atomic::Ordering::Release);
                 record.inbox.abandon_after_fork();
             }
         });

@@ -41,6 +41,11 @@ pub(crate) struct ThreadState {
     /// Set while `thread_cleanup` or thread exit destroys everything: no new registrations.
     pub(crate) cleaning: Cell<bool>,
     pub(crate) counters: &'static Counters,
+    /// The owner of the last handle refused as another live thread's: its record tells
+    /// whether it is still alive without the registry's lock (refusals in a loop are common).
+    pub(crate) last_foreign_owner: RefCell<Option<Arc<ThreadRecord>>>,
+    /// The last owner found exited (IDs are never reused, so it stays exited); 0 for none.
+    pub(crate) last_exited_owner: Cell<u64>,
     /// The last refusal, as facts until `tg_last_error` or `last_error` asks for its words.
     last_error: RefCell<Refusal>,
 }
@@ -114,6 +119,8 @@ fn init() -> Result<*const ThreadState, Error> {
         depth: Cell::new(0),
         cleaning: Cell::new(false),
         counters,
+        last_foreign_owner: RefCell::new(None),
+        last_exited_owner: Cell::new(0),
         last_error: RefCell::new(Refusal::new(Status::Panic, "", 0, What::Text(String::new()))),
     });
     let state: *const ThreadState = Box::into_raw(state);
