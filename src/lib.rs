@@ -36,7 +36,7 @@
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
 //! - `guard`: the checked operations, their check order and fast paths (I2, I4, I6).
 //! - `lifecycle`: deferred destroys, the cleanup and exit sweep, destructors (I3, I5).
-//! - `refusal`: refusals recorded as facts, and their wording (the one place messages are written).
+//! - `refusal`: refusals recorded as facts, and the wording of every handle-check refusal.
 //! - [`runner`]: a dedicated owner thread fed by a bounded queue, with callbacks, blocking
 //!   calls and completion queues, for hosts that cannot pin their callers.
 //! - [`diagnostics`]: counters, violation policy, versions.
