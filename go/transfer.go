@@ -57,7 +57,10 @@ func (o *Object) Detach(ctx context.Context) (Token, error) {
 		tok = Token{ID: uint64(ct.id), Check: uint64(ct.check), Tag: o.tag}
 		if o.closed.CompareAndSwap(false, true) {
 			o.cleanup.Stop()
-			if o.thread == nil && o.runner == nil {
+			if t, ok := o.owner.(*Thread); ok {
+				t.release()
+			}
+			if o.owner == nil {
 				runtime.UnlockOSThread() // the lock New took for the object
 			}
 		}
@@ -84,24 +87,28 @@ func (o *Object) Detach(ctx context.Context) (Token, error) {
 // Close. The token is unchanged on error.
 func Adopt(t Token) (o *Object, err error) {
 	runtime.LockOSThread()
-	thread := currentThread()
-	var runner *Runner
-	if thread == nil {
-		runner = currentRunner()
-	}
-	pinned := thread == nil && runner == nil
+	owner := currentOwner()
+	pinned := owner == nil
 	defer func() {
 		if !pinned || o == nil {
 			runtime.UnlockOSThread()
 		}
 	}()
+	if pinned {
+		if err := checkPinnable(); err != nil {
+			return nil, err
+		}
+	}
 	pins.settle()
 	var ch C.tg_handle
 	if err := check("tg_adopt", C.tg_adopt(t.c(), &ch)); err != nil {
 		return nil, err
 	}
-	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: t.Tag, thread: thread, runner: runner}
-	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, thread: thread, pinned: pinned})
+	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: t.Tag, owner: owner}
+	if th, ok := owner.(*Thread); ok {
+		th.adopt()
+	}
+	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, owner: owner})
 	return o, nil
 }
 

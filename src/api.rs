@@ -77,6 +77,7 @@ pub fn register<T: 'static>(value: T) -> Result<Handle, Error> {
 /// order of checking. A refused call does not run `f` and changes nothing.
 ///
 /// A panic in `f` propagates to the caller after the borrow is released.
+#[inline]
 pub fn with<T: 'static, R>(handle: Handle, f: impl FnOnce(&mut T) -> R) -> Result<R, Error> {
     guard::borrow(
         "with",

@@ -212,6 +212,13 @@ pub fn violation_policy() -> ViolationPolicy {
     ViolationPolicy::from_code(POLICY.load(Ordering::Relaxed)).unwrap_or_default()
 }
 
+/// Whether the policy prints violations (LOG or ABORT): one load and compare, for refusals,
+/// which word their message at once only then.
+#[inline]
+pub(crate) fn policy_prints() -> bool {
+    POLICY.load(Ordering::Relaxed) != ViolationPolicy::Return as i32
+}
+
 /// Applies the policy to a violation message (error path only). Never fails and never
 /// unwinds: a line that cannot be written is dropped, and ABORT aborts whatever the write did.
 pub(crate) fn apply_policy(status: Status, message: &str) {

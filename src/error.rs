@@ -4,8 +4,10 @@
 //! human-readable detail that becomes the thread's last-error message. Codes are stable ABI:
 //! they are never renumbered, only added to.
 
+use crate::refusal::{Refusal, What};
 use std::ffi::CStr;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// Why a checked operation was refused. The discriminants are the C `TG_ERR_*` values.
 #[repr(i32)]
@@ -113,16 +115,35 @@ impl fmt::Display for Status {
 
 /// A refused or failed operation: its [`Status`] and a message saying which handle, which
 /// owner and which calling thread were involved.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// A refusal is kept as facts and worded when [`Error::message`] (or `Display`) first asks
+/// (see `refusal`), so refusing a call never formats a message nobody reads.
+#[derive(Clone, Debug)]
 pub struct Error {
     status: Status,
-    message: String,
+    detail: Detail,
+}
+
+#[derive(Clone, Debug)]
+enum Detail {
+    Text(String),
+    Refused(Refusal, OnceLock<String>),
 }
 
 impl Error {
     /// An error with `status` and a detail message.
     pub fn new(status: Status, message: impl Into<String>) -> Error {
-        Error { status, message: message.into() }
+        Error { status, detail: Detail::Text(message.into()) }
+    }
+
+    /// An error for a refusal recorded as facts, worded on first use.
+    pub(crate) fn refused(refusal: Refusal) -> Error {
+        Error { status: refusal.status, detail: Detail::Refused(refusal, OnceLock::new()) }
+    }
+
+    /// An error for a refusal whose message was already worded (to be printed by a policy).
+    pub(crate) fn refused_worded(refusal: Refusal, text: String) -> Error {
+        Error { status: refusal.status, detail: Detail::Refused(refusal, OnceLock::from(text)) }
     }
 
     /// The status code.
@@ -132,13 +153,44 @@ impl Error {
 
     /// The detail message (the same text a C caller reads with `tg_last_error`).
     pub fn message(&self) -> &str {
-        &self.message
+        match &self.detail {
+            Detail::Text(text) => text,
+            Detail::Refused(refusal, worded) => worded.get_or_init(|| refusal.word()),
+        }
+    }
+
+    /// What the thread's last error keeps of this error: its facts, unless already worded.
+    pub(crate) fn into_last(self) -> Refusal {
+        match self.detail {
+            Detail::Refused(refusal, worded) => match worded.into_inner() {
+                Some(text) => Refusal { what: What::Text(text), ..refusal },
+                None => refusal,
+            },
+            Detail::Text(text) => Refusal::new(self.status, "", 0, What::Text(text)),
+        }
     }
 }
 
+impl From<Refusal> for Error {
+    fn from(refusal: Refusal) -> Error {
+        match refusal.what {
+            What::Text(text) => Error::refused_worded(Refusal { what: What::Text(String::new()), ..refusal }, text),
+            _ => Error::refused(refusal),
+        }
+    }
+}
+
+impl PartialEq for Error {
+    fn eq(&self, other: &Error) -> bool {
+        self.status == other.status && self.message() == other.message()
+    }
+}
+
+impl Eq for Error {}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.status.name(), self.message)
+        write!(f, "{}: {}", self.status.name(), self.message())
     }
 }
 

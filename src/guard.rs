@@ -1,121 +1,100 @@
-//! The checked operations: every path from a handle to an object goes through here.
+//! The checked operations: every path from a handle to an object goes through here. This
+//! module checks and operates; the object lifecycle (deferred destroys, the sweep, thread
+//! exit, destructors) is `lifecycle`, and the wording of refusals is `refusal`.
 //!
 //! Each operation checks, in this order, and stops at the first failure (the C contract):
 //! null handle, owner thread (wrong thread / owner exited / never issued), slot (stale),
-//! type, busy, then pointer arguments. A refused call changes nothing but the violation
-//! counters and the last-error message (I6). Only after a call has succeeded does the owner
-//! run destroy requests queued for it by other threads (I5), so a refused call has no side
-//! effects and a borrowed object cannot be destroyed under its borrower.
+//! type, busy, then pointer arguments. The slot checks are `Table::check`, shared by every
+//! operation. A refused call changes nothing but the violation counters and the last-error
+//! message (I6). Only after a call has succeeded does the owner run destroy requests queued
+//! for it by other threads (I5), so a refused call has no side effects and a borrowed object
+//! cannot be destroyed under its borrower.
+//!
+//! A borrow first takes a fast path that makes every check with no side effect (a shared
+//! view of the table, the busy mark in a `Cell`), marks the entry busy and calls; anything
+//! unusual goes to a cold slow path that redoes the checks in the documented order and
+//! records the refusal as facts.
 //!
 //! User code (borrow callbacks, destructors) always runs with the table released (the
 //! hard part in DESIGN.md): the entry is marked busy (I4), what the call needs is copied out,
-//! the `RefCell` borrow ends, the user code runs, and a drop guard clears the mark even if the
-//! code panics.
+//! the table view ends, the user code runs, and a drop guard clears the mark (by slot index:
+//! a busy entry cannot be removed) even if the code panics.
 
 use crate::error::{Error, Status};
 use crate::handle::Handle;
-use crate::identity::{self, Liveness};
+use crate::identity::{self, Liveness, Owner};
 use crate::inbox;
-use crate::state::{ThreadState, with_state};
+pub(crate) use crate::lifecycle::{
+    catch_and_discard, discard_panic, exit_thread, panic_text, run_pending, thread_cleanup,
+};
+use crate::refusal::{Refusal, What};
+use crate::state::{ThreadState, with_existing_state, with_state};
 pub(crate) use crate::table::Expected;
-use crate::table::{Borrowed, Kind, Refusal, Removed};
+use crate::table::{Borrowed, Full, Kind, Refusal as TableRefusal};
 use std::ffi::c_void;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-impl Expected {
-    /// The expected type, worded as `describe_kind` words what an entry holds (a C object's
-    /// destructor is not part of its type).
-    fn describe(self) -> String {
-        describe_kind(&match self {
-            Expected::Foreign(type_tag) => Kind::Foreign { type_tag, destructor: None },
-            Expected::Native(native) => Kind::Native(native),
-        })
-    }
-}
-
-/// Why entries are being destroyed, which decides what happens to busy and missing ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Reason {
-    /// Requests from `destroy_later`: a busy entry waits; a missing one is a stale request.
-    Deferred,
-    /// Cleanup or exit destroying the whole table: missing entries were destroyed meanwhile.
-    Sweep,
-}
-
-impl Reason {
-    /// How a destruction for this reason is worded in site records.
-    fn site(self) -> &'static str {
-        match self {
-            Reason::Deferred => "by a destroy_later request",
-            Reason::Sweep => "at thread cleanup or exit",
-        }
-    }
-}
-
-fn describe_kind(kind: &Kind) -> String {
-    match kind {
-        Kind::Foreign { type_tag, .. } => format!("a C object with type tag {type_tag}"),
-        Kind::Native(native) => format!("a Rust {}", (native.type_name)()),
-    }
-}
 
 impl ThreadState {
-    /// Counts a refused call and applies the violation policy; returns the error to report.
-    #[cold]
-    pub(crate) fn violation(&self, status: Status, message: String) -> Error {
+    /// Counts a refused call and applies the violation policy; returns the refusal to report.
+    /// The message is worded now only if the policy prints it (see `refusal`).
+    #[inline(always)]
+    pub(crate) fn violation(&self, status: Status, op: &'static str, what: What) -> Refusal {
         self.counters.violation(status);
-        if status.is_violation() {
-            crate::diagnostics::apply_policy(status, &message);
+        let refusal = Refusal::new(status, op, self.id, what);
+        if crate::sites::enabled() || (status.is_violation() && crate::diagnostics::policy_prints()) {
+            return worded_now(refusal);
         }
-        Error::new(status, message)
+        refusal
     }
 
-    /// The error for a handle whose owner is not this thread.
-    #[cold]
-    #[inline(never)]
-    fn foreign_owner(&self, op: &str, handle: Handle) -> Error {
-        let caller = self.describe();
+    /// The refusal of a handle whose owner is not this thread.
+    #[inline]
+    fn foreign_owner(&self, op: &'static str, handle: Handle) -> Refusal {
         if let Some(message) = crate::transfer::detached_refusal(op, handle) {
-            return self.violation_for(handle, Status::Stale, format!("{message}, used from thread {caller}"));
+            return self.violation(Status::Stale, op, What::Detached(Box::new((handle, message))));
         }
-        match identity::liveness(handle.owner) {
-            Liveness::Live(owner) => self.violation_for(
-                handle,
-                Status::WrongThread,
-                format!(
-                    "{op}: handle {handle:?} is owned by thread {}, used from thread {caller}",
-                    owner.describe_as("alive")
-                ),
-            ),
-            Liveness::Exited => self.violation_for(
-                handle,
-                Status::OwnerExited,
-                format!(
-                    "{op}: handle {handle:?} is owned by thread {} (exited; its objects were destroyed), used from thread {caller}",
-                    handle.owner
-                ),
-            ),
-            Liveness::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => self.violation_for(
-                handle,
-                Status::Stale,
-                format!(
-                    "{op}: handle {handle:?} is a runner or completion-queue handle (or a forged one), not a thread-owned object, used from thread {caller}"
-                ),
-            ),
-            Liveness::NeverIssued => self.violation_for(
-                handle,
-                Status::Stale,
-                format!(
-                    "{op}: handle {handle:?} names owner thread {}, which was never issued (forged or corrupted handle), used from thread {caller}",
-                    handle.owner
-                ),
-            ),
+        match self.owner_status(handle.owner) {
+            Owner::Live => self.violation(Status::WrongThread, op, What::WrongThread(handle)),
+            Owner::Exited => self.violation(Status::OwnerExited, op, What::OwnerExited(handle)),
+            Owner::NeverIssued if handle.owner >= identity::FIRST_RESERVED_OWNER => {
+                self.violation(Status::Stale, op, What::Reserved(handle))
+            }
+            Owner::NeverIssued => self.violation(Status::Stale, op, What::NeverIssued(handle)),
+        }
+    }
+
+    /// Whether the thread `owner` (not this one) is live, exited or never issued. The last
+    /// live owner asked about (its record) and the last exited one are remembered, so a loop
+    /// of refusals takes the registry's lock once; an exited ID stays exited (IDs are never
+    /// reused), and a live owner's record says when it exits.
+    fn owner_status(&self, owner: u64) -> Owner {
+        // 0 marks "none" and was never issued: it must reach the registry's answer.
+        if owner != 0 && owner == self.last_exited_owner.get() {
+            return Owner::Exited;
+        }
+        if let Ok(cached) = self.last_foreign_owner.try_borrow()
+            && let Some(record) = cached.as_ref()
+            && record.id == owner
+        {
+            return if record.has_exited() { Owner::Exited } else { Owner::Live };
+        }
+        match identity::liveness(owner) {
+            Liveness::Live(record) => {
+                if let Ok(mut cached) = self.last_foreign_owner.try_borrow_mut() {
+                    *cached = Some(record);
+                }
+                Owner::Live
+            }
+            Liveness::Exited => {
+                self.last_exited_owner.set(owner);
+                Owner::Exited
+            }
+            Liveness::NeverIssued => Owner::NeverIssued,
         }
     }
 
     /// Checks null and owner; returns `Ok` if the handle belongs to this thread.
     #[inline]
-    pub(crate) fn check_owner(&self, op: &str, handle: Handle) -> Result<(), Error> {
+    pub(crate) fn check_owner(&self, op: &'static str, handle: Handle) -> Result<(), Refusal> {
         // This thread's ID is never 0, so a null handle fails the comparison too.
         if handle.owner != self.id {
             return Err(self.not_owner(op, handle));
@@ -123,60 +102,46 @@ impl ThreadState {
         Ok(())
     }
 
-    /// The error for a handle that is null or owned by another thread.
+    /// The refusal of a handle that is null or owned by another thread.
     #[cold]
     #[inline(never)]
-    fn not_owner(&self, op: &str, handle: Handle) -> Error {
+    fn not_owner(&self, op: &'static str, handle: Handle) -> Refusal {
         if handle.is_null() {
-            return self
-                .violation(Status::NullHandle, format!("{op}: null handle, used from thread {}", self.describe()));
+            return self.violation(Status::NullHandle, op, What::NullHandle);
         }
         self.foreign_owner(op, handle)
     }
 
-    /// The error for a handle of this thread that the table refused.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn refused(&self, op: &str, handle: Handle, refusal: Refusal, expected: Option<Expected>) -> Error {
+    /// The refusal of a handle of this thread that the table refused.
+    #[inline(always)]
+    pub(crate) fn refused(
+        &self,
+        op: &'static str,
+        handle: Handle,
+        refusal: TableRefusal,
+        expected: Option<Expected>,
+    ) -> Refusal {
         match (refusal, expected) {
-            (Refusal::WrongType(actual), Some(expected)) => self.violation_for(
-                handle,
-                Status::WrongType,
-                format!("{op}: handle {handle:?} names {}, expected {}", describe_kind(&actual), expected.describe()),
-            ),
-            (Refusal::Busy, _) => self.violation_for(
-                handle,
-                Status::Busy,
-                format!(
-                    "{op}: handle {handle:?} is already borrowed further up thread {}'s stack (re-entrant call)",
-                    self.describe()
-                ),
-            ),
-            (Refusal::Stale | Refusal::WrongType(_), _) => self.stale(op, handle),
+            (TableRefusal::WrongType(actual), Some(expected)) => {
+                self.violation(Status::WrongType, op, What::WrongType(Box::new((handle, actual, expected))))
+            }
+            (TableRefusal::Busy, _) => self.violation(Status::Busy, op, What::Busy(handle)),
+            (TableRefusal::Stale | TableRefusal::WrongType(_), _) => self.stale(op, handle),
         }
     }
 
-    #[cold]
-    #[inline(never)]
-    fn stale(&self, op: &str, handle: Handle) -> Error {
-        self.violation_for(
-            handle,
-            Status::Stale,
-            format!(
-                "{op}: handle {handle:?} of thread {} names no live object (destroyed, or a forged key)",
-                self.describe()
-            ),
-        )
+    #[inline(always)]
+    fn stale(&self, op: &'static str, handle: Handle) -> Refusal {
+        self.violation(Status::Stale, op, What::Stale(handle))
     }
 
-    #[cold]
-    #[inline(never)]
-    fn null_argument(&self, op: &str, what: &str) -> Error {
-        self.violation(Status::NullPointer, format!("{op}: {what} is NULL"))
+    #[inline]
+    fn null_argument(&self, op: &'static str, what: &'static str) -> Refusal {
+        self.violation(Status::NullPointer, op, What::NullArgument(what))
     }
 
     /// Checks null, owner and slot; returns `Ok` if the handle names a live object of this thread.
-    fn check_live(&self, op: &str, handle: Handle) -> Result<(), Error> {
+    fn check_live(&self, op: &'static str, handle: Handle) -> Result<(), Refusal> {
         self.check_owner(op, handle)?;
         match self.table.borrow().contains(handle.key) {
             true => Ok(()),
@@ -187,146 +152,26 @@ impl ThreadState {
     /// After a successful call at the outermost level, run what other threads queued.
     #[inline]
     fn after_success(&self) {
-        if self.depth.get() == 0 && self.record.inbox.has_pending() {
-            let _ = self.run_pending();
+        // The flag first: it is almost always clear, and then the depth need not be read.
+        if self.record.inbox.has_pending() && self.depth.get() == 0 {
+            self.run_pending_after_success();
         }
     }
-
-    /// Runs queued destroy requests. Requests for busy objects stay queued; requests whose
-    /// object is already gone are counted as stale. Returns the first destructor panic.
-    pub(crate) fn run_pending(&self) -> Result<(), Error> {
-        let keys = self.record.inbox.take();
-        let (_, result) = self.destroy_keys(&keys, Reason::Deferred);
-        inbox::settle(keys.len());
-        result
-    }
-
-    /// Destroys the entries `keys` name, one at a time with the table released in between,
-    /// so destructors may destroy other entries (then skipped here). Returns how many this
-    /// call destroyed and the first destructor panic.
-    fn destroy_keys(&self, keys: &[u64], reason: Reason) -> (usize, Result<(), Error>) {
-        let mut destroyed = 0;
-        let mut first_error = Ok(());
-        for &key in keys {
-            let removed = self.table.borrow_mut().remove(key, None);
-            match removed {
-                Err(Refusal::Busy) => {
-                    if reason == Reason::Deferred {
-                        // Still borrowed: run after the borrow ends (or by the exit sweep).
-                        let _ = self.record.inbox.requeue(key);
-                    }
-                }
-                Ok(removed) => {
-                    crate::sites::record_destroyed(self, key, reason.site());
-                    destroyed += 1;
-                    first_error = first_error.and(self.run_destructor(removed));
-                }
-                Err(_) if reason == Reason::Deferred => {
-                    // Nobody is waiting for this answer: count it and leave the message.
-                    let error = self.stale("destroy_later (deferred)", Handle { owner: self.id, key });
-                    self.set_last_error(error.message());
-                }
-                Err(_) => {}
-            }
-        }
-        (destroyed, first_error)
-    }
-
-    /// Runs a removed entry's destructor on this thread, with the table released.
-    pub(crate) fn run_destructor(&self, removed: Removed) -> Result<(), Error> {
-        let outcome = match removed.kind {
-            Kind::Foreign { destructor: Some(destructor), .. } => {
-                // SAFETY: the destructor and object were registered together by this thread,
-                // which owns the object (I1); the entry was removed from the table before this
-                // call, so this runs exactly once (I5). If it unwinds, the process aborts.
-                crate::unwind::abort_on_unwind("a destructor (tg_destructor)", || unsafe {
-                    destructor(removed.object)
-                });
-                Ok(())
-            }
-            Kind::Foreign { destructor: None, .. } => Ok(()),
-            Kind::Native(native) => catch_unwind(AssertUnwindSafe(|| {
-                // SAFETY: the entry's NativeType was created for the same T as the
-                // `Box<T>::into_raw` that produced `object` (see `register`), and the entry was
-                // removed before this call, so the box is freed exactly once, on its owner.
-                unsafe { (native.drop)(removed.object) }
-            }))
-            .map_err(|payload| {
-                self.counters.panicked();
-                let text = panic_text(&*payload);
-                discard_panic(payload);
-                Error::new(Status::Panic, format!("destructor of {} panicked: {text}", describe_kind(&removed.kind)))
-            }),
-        };
-        self.counters.destroyed();
-        outcome
-    }
-
-    /// Destroys everything this thread owns (cleanup and exit). Registrations made by
-    /// destructors meanwhile are refused, so one sweep empties the table.
-    fn destroy_all(&self) -> Result<(), Error> {
-        // Nested (a destructor calling thread_cleanup during exit): keep the outer flag.
-        let was_cleaning = self.cleaning.replace(true);
-        let mut result = self.run_pending();
-        loop {
-            let keys = self.table.borrow().live_keys();
-            if keys.is_empty() {
-                break;
-            }
-            // An object may already be gone when its turn comes (a parent destroyed it).
-            let (destroyed, outcome) = self.destroy_keys(&keys, Reason::Sweep);
-            result = result.and(outcome);
-            if destroyed == 0 {
-                // Only busy entries remain: a borrow was abandoned (pthread_exit or longjmp out
-                // of a callback, which SECURITY.md rules out). Leave them rather than spin.
-                break;
-            }
-        }
-        // Requests queued meanwhile named objects the sweep has destroyed.
-        let late = self.record.inbox.take();
-        inbox::settle(late.len());
-        self.cleaning.set(was_cleaning);
-        result
-    }
 }
 
-/// Thread exit (called from the state's exit hook): close the inbox, run what was queued,
-/// destroy everything, then mark the thread as exited. Each step runs whatever happened in the
-/// one before (a panic is caught and its payload dropped safely): the thread always leaves the
-/// registry, and its requests are always settled.
-pub(crate) fn exit_thread(state: &ThreadState) {
-    state.cleaning.set(true);
-    let queued = state.record.inbox.close_and_take();
-    catch_and_discard(|| drop(state.destroy_keys(&queued, Reason::Deferred)));
-    inbox::settle(queued.len());
-    catch_and_discard(|| drop(state.destroy_all()));
-    identity::unregister_thread(state.id);
-}
-
-/// Runs `f`, catching a panic and dropping its payload safely (see [`discard_panic`]).
-pub(crate) fn catch_and_discard(f: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-        discard_panic(payload);
+/// A refusal worded when it is made: under the sites mode (which appends what it knows of the
+/// handle, as it stands now) or a violation policy that prints the message.
+#[cold]
+#[inline(never)]
+fn worded_now(refusal: Refusal) -> Refusal {
+    let mut text = refusal.word();
+    if let Some(handle) = refusal.what.handle() {
+        text.push_str(&crate::sites::describe(handle));
     }
-}
-
-/// Drops a caught panic's payload. A payload's `Drop` may panic in turn: that second panic is
-/// caught and its payload forgotten (leaked) rather than dropped, so no chain of payloads can
-/// unwind out of the caller.
-pub(crate) fn discard_panic(payload: Box<dyn std::any::Any + Send>) {
-    if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-        std::mem::forget(again);
+    if refusal.status.is_violation() && crate::diagnostics::policy_prints() {
+        crate::diagnostics::apply_policy(refusal.status, &text);
     }
-}
-
-pub(crate) fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_owned()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "non-string panic payload".to_owned()
-    }
+    Refusal { what: What::Text(text), ..refusal }
 }
 
 /// Clears the busy mark and the depth when a borrow ends, also on unwind.
@@ -336,12 +181,54 @@ struct BorrowGuard<'a> {
 }
 
 impl Drop for BorrowGuard<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         self.state.depth.set(self.state.depth.get() - 1);
-        if let Ok(mut table) = self.state.table.try_borrow_mut() {
+        // SAFETY: `try_borrow_unguarded` refuses while a mutable borrow of the table is live;
+        // the reference is used for one `Cell` store of the entry's flags, during which no code
+        // runs that could take a mutable borrow.
+        if let Ok(table) = unsafe { self.state.table.try_borrow_unguarded() } {
             table.end_borrow(self.borrowed);
         }
+    }
+}
+
+impl ThreadState {
+    /// A borrow's fast path: every check (owner, liveness, type, busy, `call` non-null) with
+    /// no side effect, then the call. `None` when anything is unusual, with nothing changed
+    /// and `call` left in place: the slow path redoes the checks in the documented order and
+    /// records the refusal.
+    #[inline(always)]
+    fn borrow_fast<R>(
+        &self,
+        handle: Handle,
+        expected: Expected,
+        call: &mut Option<impl FnOnce(*mut c_void) -> R>,
+    ) -> Option<R> {
+        // This thread's ID is never 0, so a null handle fails the comparison too.
+        if handle.owner != self.id {
+            return None;
+        }
+        let borrowed = {
+            // SAFETY: `try_borrow_unguarded` refuses while a mutable borrow of the table is
+            // live; the reference ends with this block, before any user code runs, and the
+            // code in the block (the checks, one `Cell` store) takes no borrow of the table.
+            let table = unsafe { self.table.try_borrow_unguarded() }.ok()?;
+            let borrowed = table.ready(handle.key, expected)?;
+            if call.is_none() {
+                return None;
+            }
+            table.mark_busy(borrowed);
+            borrowed
+        };
+        let call = call.take()?;
+        self.depth.set(self.depth.get() + 1);
+        let result = {
+            let _guard = BorrowGuard { state: self, borrowed };
+            call(borrowed.object)
+        };
+        self.after_success();
+        Some(result)
     }
 }
 
@@ -354,13 +241,16 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
                 format!("register: thread {} is destroying everything it owns (cleanup or exit)", state.describe()),
             ));
         }
-        let key = state.table.borrow_mut().insert(object, kind).map_err(|_| {
+        let key = state.table.borrow_mut().insert(object, kind).map_err(|full| {
             Error::new(
                 Status::Limit,
-                format!(
-                    "register: thread {}'s live objects use 2^29 distinct destructors and Rust types",
-                    state.describe()
-                ),
+                match full {
+                    Full::Disposers => format!(
+                        "register: thread {}'s live objects use 2^29 distinct destructors and Rust types",
+                        state.describe()
+                    ),
+                    Full::Slots => format!("register: thread {}'s table has 2^32 - 1 slots", state.describe()),
+                },
             )
         })?;
         state.counters.created();
@@ -374,41 +264,145 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
 /// Borrows the object `handle` names for the duration of `call`.
 /// `call` is `None` when a C caller passed a NULL pointer (named `null_arg` in the message),
 /// which is refused after the handle checks.
-#[inline]
+#[inline(always)]
 pub(crate) fn borrow<R>(
-    op: &str,
+    op: &'static str,
     handle: Handle,
     expected: Expected,
     call: Option<impl FnOnce(*mut c_void) -> R>,
-    null_arg: &str,
+    null_arg: &'static str,
 ) -> Result<R, Error> {
-    with_state(|state| {
-        state.check_owner(op, handle)?;
-        // A match, not `map_err` with a closure: how a closure is inlined depends on how the
-        // crate is split into codegen units, and when it is not, `expected` escapes to memory
-        // and the type check is no longer folded into the caller (11 instructions more).
-        let begun = state.table.borrow_mut().begin_borrow(handle.key, expected);
-        let borrowed = match begun {
-            Ok(borrowed) => borrowed,
-            Err(refusal) => return Err(state.refused(op, handle, refusal, Some(expected))),
-        };
+    let mut call = call;
+    if let Some(Some(result)) = with_existing_state(|state| state.borrow_fast(handle, expected, &mut call)) {
+        return Ok(result);
+    }
+    borrow_slow(op, handle, expected, call, null_arg)
+}
+
+/// A borrow the fast path declined, for Rust callers: the refusal becomes the `Error`.
+#[cold]
+#[inline(never)]
+fn borrow_slow<R>(
+    op: &'static str,
+    handle: Handle,
+    expected: Expected,
+    call: Option<impl FnOnce(*mut c_void) -> R>,
+    null_arg: &'static str,
+) -> Result<R, Error> {
+    with_state(|state| state.borrow_checked(op, handle, expected, call, null_arg).map_err(Error::from))
+}
+
+/// Where a C borrow comes from: the entry point's name and what its callback argument is
+/// called, for refusals. One constant per entry point, so a refusal passes one pointer.
+pub(crate) struct BorrowSite {
+    /// The entry point, as messages name it.
+    pub(crate) op: &'static str,
+    /// The callback argument, as messages name it when it is NULL.
+    pub(crate) null_arg: &'static str,
+}
+
+/// Borrows for a C caller, as [`borrow`]: `Ok` with the status code, a refusal already
+/// recorded as the thread's last error (as facts: no `Error` is built); `Err` only when the
+/// thread has no usable state.
+#[inline(always)]
+pub(crate) fn borrow_recorded(
+    site: &'static BorrowSite,
+    handle: Handle,
+    expected: Expected,
+    call: Option<impl FnOnce(*mut c_void)>,
+) -> Result<i32, Error> {
+    let mut call = call;
+    if let Some(Some(())) = with_existing_state(|state| state.borrow_fast(handle, expected, &mut call)) {
+        return Ok(0);
+    }
+    if let Some(code) = record_borrow_refusal(site, handle.owner, handle.key, expected, call.is_none()) {
+        return Ok(code);
+    }
+    // The thread's first call (no state yet), or nothing to refuse after all.
+    borrow_slow(site.op, handle, expected, call, site.null_arg)?;
+    Ok(0)
+}
+
+/// Why a borrow is refused, checked in the documented order by [`ThreadState::borrow_refusal`]
+/// and recorded as the thread's last error; its status code. `None` if the thread has no
+/// state yet or every check passes. Not generic, and passed its arguments in registers, so
+/// every C entry point shares one copy and its fast path prepares nothing for it.
+#[cold]
+#[inline(never)]
+fn record_borrow_refusal(
+    site: &'static BorrowSite,
+    owner: u64,
+    key: u64,
+    expected: Expected,
+    null_call: bool,
+) -> Option<i32> {
+    with_existing_state(|state| {
+        let mut refusal =
+            state.borrow_refusal(site.op, Handle { owner, key }, expected, null_call.then_some(site.null_arg))?;
+        // A handle of another copy of the library is stale here (its key is in no table of ours).
+        if refusal.status == Status::Stale
+            && let Some(note) = crate::copies::note_for_refused_handle()
+        {
+            refusal = refusal.with_note(&note);
+        }
+        let code = refusal.status.code();
+        state.set_last_error(refusal);
+        Some(code)
+    })?
+}
+
+impl ThreadState {
+    /// Why a borrow is refused, checked in the documented order (null, owner, stale, type,
+    /// busy, then a NULL callback, named by `null_call`); `None` if every check passes.
+    #[inline(always)]
+    fn borrow_refusal(
+        &self,
+        op: &'static str,
+        handle: Handle,
+        expected: Expected,
+        null_call: Option<&'static str>,
+    ) -> Option<Refusal> {
+        if let Err(refusal) = self.check_owner(op, handle) {
+            return Some(refusal);
+        }
+        match self.table.try_borrow().map(|table| table.check(handle.key, Some(expected))) {
+            Ok(Err(refusal)) => Some(self.refused(op, handle, refusal, Some(expected))),
+            _ => null_call.map(|what| self.null_argument(op, what)),
+        }
+    }
+}
+
+impl ThreadState {
+    /// A borrow with every check in the documented order (null, owner, stale, type, busy,
+    /// then `call` non-null); the refusal is counted and returned, nothing else changes.
+    fn borrow_checked<R>(
+        &self,
+        op: &'static str,
+        handle: Handle,
+        expected: Expected,
+        call: Option<impl FnOnce(*mut c_void) -> R>,
+        null_arg: &'static str,
+    ) -> Result<R, Refusal> {
+        self.check_owner(op, handle)?;
+        let begun = self.table.borrow().begin_borrow(handle.key, expected);
+        let borrowed = begun.map_err(|refusal| self.refused(op, handle, refusal, Some(expected)))?;
         let Some(call) = call else {
-            state.table.borrow_mut().end_borrow(borrowed);
-            return Err(state.null_argument(op, null_arg));
+            self.table.borrow().end_borrow(borrowed);
+            return Err(self.null_argument(op, null_arg));
         };
-        state.depth.set(state.depth.get() + 1);
+        self.depth.set(self.depth.get() + 1);
         let result = {
-            let _guard = BorrowGuard { state, borrowed };
+            let _guard = BorrowGuard { state: self, borrowed };
             call(borrowed.object)
         };
-        state.after_success();
+        self.after_success();
         Ok(result)
-    })
+    }
 }
 
 /// Destroys the object now, on its owner; refused from any other thread. With `expected`,
 /// the object must also be of that type.
-pub(crate) fn destroy(op: &str, handle: Handle, expected: Option<Expected>) -> Result<(), Error> {
+pub(crate) fn destroy(op: &'static str, handle: Handle, expected: Option<Expected>) -> Result<(), Error> {
     with_state(|state| {
         state.check_owner(op, handle)?;
         let removed = state
@@ -426,7 +420,7 @@ pub(crate) fn destroy(op: &str, handle: Handle, expected: Option<Expected>) -> R
 /// Refuses a call for a bad argument, counted against the calling thread.
 #[cold]
 pub(crate) fn refuse(status: Status, message: String) -> Error {
-    match with_state(|state| Ok(state.violation(status, message.clone()))) {
+    match with_state(|state| Ok(Error::from(state.violation(status, "", What::Text(message.clone()))))) {
         Ok(error) | Err(error) => error,
     }
 }
@@ -436,7 +430,7 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
     const OP: &str = "destroy_later";
     with_state(|state| {
         if handle.is_null() {
-            return Err(state.not_owner(OP, handle));
+            return Err(state.not_owner(OP, handle).into());
         }
         if handle.owner == state.id {
             state.check_live(OP, handle)?;
@@ -448,13 +442,10 @@ pub(crate) fn destroy_later(handle: Handle) -> Result<(), Error> {
         }
         match identity::liveness(handle.owner) {
             Liveness::Live(owner) => owner.inbox.push(handle.key).map_err(|refused| match refused {
-                inbox::Refused::Closed => state.violation(
-                    Status::OwnerExited,
-                    format!("{OP}: handle {handle:?} is owned by thread {}, which is exiting; its objects are being destroyed", owner.id),
-                ),
+                inbox::Refused::Closed => state.violation(Status::OwnerExited, OP, What::OwnerExiting(handle)).into(),
                 inbox::Refused::Full => inbox_full(OP, handle, &owner),
             }),
-            _ => Err(state.foreign_owner(OP, handle)),
+            _ => Err(state.foreign_owner(OP, handle).into()),
         }
     })
 }
@@ -472,27 +463,6 @@ fn inbox_full(op: &str, handle: Handle, owner: &identity::ThreadRecord) -> Error
     )
 }
 
-/// Runs the destroy requests queued for the calling thread.
-pub(crate) fn run_pending() -> Result<(), Error> {
-    with_state(|state| state.run_pending())
-}
-
-/// Destroys everything the calling thread owns, now. Refused from inside a borrow.
-pub(crate) fn thread_cleanup() -> Result<(), Error> {
-    with_state(|state| {
-        if state.depth.get() > 0 {
-            return Err(state.violation(
-                Status::Busy,
-                format!(
-                    "thread_cleanup: thread {} is inside a borrow callback; call it after the borrow returns",
-                    state.describe()
-                ),
-            ));
-        }
-        state.destroy_all()
-    })
-}
-
 /// The ID of the thread that owns `handle`. On the owner, the slot is checked too; other
 /// threads cannot see the owner's table (I1) and answer from the owner field alone.
 pub(crate) fn owner_of(handle: Handle) -> Result<u64, Error> {
@@ -503,7 +473,7 @@ pub(crate) fn owner_of(handle: Handle) -> Result<u64, Error> {
         }
         match identity::liveness(handle.owner) {
             Liveness::Live(_) => Ok(handle.owner),
-            _ => Err(state.foreign_owner("owner_of", handle)),
+            _ => Err(state.foreign_owner("owner_of", handle).into()),
         }
     })
 }

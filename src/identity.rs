@@ -21,8 +21,9 @@
 //! there owns them). The child handler takes no lock that another thread could have held and
 //! allocates only through `malloc`, which glibc's `fork` leaves usable in the child.
 
+use crate::ids::{Ids, Lookup};
 use crate::inbox::Inbox;
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Owner values from here up are never issued to threads: they mark the handles of
@@ -48,9 +49,17 @@ pub(crate) struct ThreadRecord {
     pub(crate) id: u64,
     name: Mutex<Option<Arc<str>>>,
     pub(crate) inbox: Inbox,
+    /// Set when the thread leaves the registry (exit, or another thread's fork): lets a
+    /// holder of the record tell liveness without the registry's lock.
+    exited: AtomicBool,
 }
 
 impl ThreadRecord {
+    /// Whether the thread has left the registry (exited). Once true, true forever.
+    pub(crate) fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+
     /// The thread's name, if it has one.
     pub(crate) fn name(&self) -> Option<Arc<str>> {
         self.name.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
@@ -78,45 +87,12 @@ impl ThreadRecord {
     }
 }
 
-struct Registry {
-    /// The next ID to issue; IDs below it were issued.
-    next_id: u64,
-    live: HashMap<u64, Arc<ThreadRecord>, NoHash>,
-    started: u64,
-}
+type Registry = Ids<ThreadRecord>;
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry { next_id: 1, live: HashMap::with_hasher(NoHash), started: 0 });
+static REGISTRY: Mutex<Registry> = Mutex::new(Ids::new(FIRST_RESERVED_OWNER));
 
 fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|poison| poison.into_inner())
-}
-
-/// IDs are unique integers: hash them as themselves (and keep the registry `const`-constructible).
-#[derive(Clone, Copy, Default)]
-struct NoHash;
-
-impl std::hash::BuildHasher for NoHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        // Spread sequential IDs over the table's buckets.
-        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id;
-    }
 }
 
 /// Issues a new ID for the calling thread and records it as live.
@@ -126,38 +102,43 @@ pub(crate) fn register_thread(name: Option<Arc<str>>) -> Option<Arc<ThreadRecord
     #[cfg(all(unix, not(miri)))]
     fork::install();
     let mut registry = registry();
-    let id = registry.next_id;
-    if id >= FIRST_RESERVED_OWNER {
-        return None;
-    }
-    registry.next_id = id + 1;
-    registry.started += 1;
-    let record = Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default() });
-    registry.live.insert(id, Arc::clone(&record));
-    Some(record)
+    let (_, record) = registry.issue(|id| {
+        Arc::new(ThreadRecord { id, name: Mutex::new(name), inbox: Inbox::default(), exited: AtomicBool::new(false) })
+    })?;
+    Some(Arc::clone(record))
 }
 
 /// Records the thread `id` as exited. From now on its ID answers [`Liveness::Exited`].
 pub(crate) fn unregister_thread(id: u64) {
-    registry().live.remove(&id);
+    if let Some(record) = registry().remove(id) {
+        record.exited.store(true, Ordering::Release);
+    }
 }
 
 /// Whether `id` names a live thread, an exited one, or none ever issued.
 pub(crate) fn liveness(id: u64) -> Liveness {
-    let registry = registry();
-    if id == 0 || id >= registry.next_id {
-        return Liveness::NeverIssued;
+    match registry().lookup(id) {
+        Lookup::Live(record) => Liveness::Live(Arc::clone(record)),
+        Lookup::Gone => Liveness::Exited,
+        Lookup::NeverIssued => Liveness::NeverIssued,
     }
-    match registry.live.get(&id) {
-        Some(record) => Liveness::Live(Arc::clone(record)),
-        None => Liveness::Exited,
-    }
+}
+
+/// What [`liveness`] says, without the record: what a refusal needs to pick its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// The thread is running.
+    Live,
+    /// The ID was issued and its thread has exited.
+    Exited,
+    /// No thread ever had this ID.
+    NeverIssued,
 }
 
 /// Threads currently registered, and threads ever registered.
 pub(crate) fn thread_counts() -> (u64, u64) {
     let registry = registry();
-    (registry.live.len() as u64, registry.started)
+    (registry.live.len() as u64, registry.issued())
 }
 
 /// The `pthread_atfork` handlers (see the module doc).
@@ -270,6 +251,7 @@ mod fork {
                 registry.live.extract_if(|id, _| Some(*id) != me).map(|(_, record)| record).collect();
             drop(registry);
             for record in vanished {
+                record.exited.store(true, std::sync::atomic::Ordering::Release);
                 record.inbox.abandon_after_fork();
             }
         });

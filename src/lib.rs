@@ -28,11 +28,15 @@
 //!
 //! ## Layout
 //! - `identity`: thread IDs (never reused) and the liveness registry.
+//! - `ids`: issued IDs (live, gone, never issued), shared by thread identities and the
+//!   runner's shared handles.
 //! - `table`: the per-thread object table, with slot retirement (I2).
 //! - `keymix`: the keyed permutation that keeps forged keys from naming neighbours (I2).
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
-//! - `guard`: the checked operations (I2, I4, I6).
+//! - `guard`: the checked operations, their check order and fast paths (I2, I4, I6).
+//! - `lifecycle`: deferred destroys, the cleanup and exit sweep, destructors (I3, I5).
+//! - `refusal`: refusals recorded as facts, and the wording of every handle-check refusal.
 //! - `transfer`: detaching an object into a one-time [`Token`] and adopting it on another
 //!   thread ([`detach`], [`adopt`], [`destroy_token`]; I5).
 //! - [`sites`]: the debug mode that names where objects were registered and destroyed in
@@ -55,8 +59,11 @@ mod error;
 mod guard;
 mod handle;
 pub(crate) mod identity;
+mod ids;
 mod inbox;
 mod keymix;
+mod lifecycle;
+mod refusal;
 pub mod sites;
 mod state;
 mod table;

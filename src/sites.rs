@@ -264,23 +264,6 @@ fn adopted(from: Handle, to: Handle) {
     }
 }
 
-impl ThreadState {
-    /// [`ThreadState::violation`] for a refusal about `handle`: its message ends with what the
-    /// mode knows about the handle ([`describe`]).
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn violation_for(
-        &self,
-        handle: Handle,
-        status: crate::error::Status,
-        message: String,
-    ) -> crate::error::Error {
-        let mut message = message;
-        message.push_str(&describe(handle));
-        self.violation(status, message)
-    }
-}
-
 /// What the mode knows about `handle`, worded to end a refusal message: "" when off or when
 /// nothing is known, else "; registered at app.c:42" and, for a destroyed object,
 /// "; destroyed at app.c:77 on thread 3 (\"loader\")". Called on refusal paths only.

@@ -25,6 +25,7 @@ use crate::diagnostics::{self, Counters};
 use crate::error::{Error, Status};
 use crate::identity::{self, ThreadRecord};
 use crate::keymix::KeyMix;
+use crate::refusal::{Refusal, What};
 use crate::table::Table;
 use std::cell::{Cell, RefCell};
 use std::panic::catch_unwind;
@@ -40,7 +41,13 @@ pub(crate) struct ThreadState {
     /// Set while `thread_cleanup` or thread exit destroys everything: no new registrations.
     pub(crate) cleaning: Cell<bool>,
     pub(crate) counters: &'static Counters,
-    last_error: RefCell<String>,
+    /// The owner of the last handle refused as another live thread's: its record tells
+    /// whether it is still alive without the registry's lock (refusals in a loop are common).
+    pub(crate) last_foreign_owner: RefCell<Option<Arc<ThreadRecord>>>,
+    /// The last owner found exited (IDs are never reused, so it stays exited); 0 for none.
+    pub(crate) last_exited_owner: Cell<u64>,
+    /// The last refusal, as facts until `tg_last_error` or `last_error` asks for its words.
+    last_error: RefCell<Refusal>,
 }
 
 /// Marks a thread whose state has been torn down.
@@ -73,9 +80,11 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&ThreadState) -> Result<R, Error>) ->
 }
 
 /// The calling thread's state if it exists, without creating it.
+#[inline(always)]
 pub(crate) fn with_existing_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
     let current = CURRENT.with(Cell::get);
-    if current.is_null() || current == EXITED {
+    // One comparison for both: null is 0, EXITED the lowest address a `Box` never has.
+    if current.addr() <= EXITED.addr() {
         return None;
     }
     // SAFETY: as in `with_state`.
@@ -111,7 +120,9 @@ fn init() -> Result<*const ThreadState, Error> {
         depth: Cell::new(0),
         cleaning: Cell::new(false),
         counters,
-        last_error: RefCell::new(String::new()),
+        last_foreign_owner: RefCell::new(None),
+        last_exited_owner: Cell::new(0),
+        last_error: RefCell::new(Refusal::new(Status::Panic, "", 0, What::Text(String::new()))),
     });
     let state: *const ThreadState = Box::into_raw(state);
     CURRENT.with(|current| current.set(state));
@@ -126,19 +137,25 @@ impl ThreadState {
         self.record.describe()
     }
 
-    /// Stores this thread's last-error message.
-    pub(crate) fn set_last_error(&self, message: &str) {
+    /// Stores this thread's last error (as facts, if it is a refusal not yet worded).
+    #[inline]
+    pub(crate) fn set_last_error(&self, refusal: Refusal) {
         if let Ok(mut last) = self.last_error.try_borrow_mut() {
-            last.clear();
-            last.push_str(message);
+            *last = refusal;
         }
     }
 
-    /// Runs `f` on this thread's last-error message.
+    /// Runs `f` on this thread's last-error message, wording it first if it is still facts.
     pub(crate) fn read_last_error<R>(&self, f: impl FnOnce(&str) -> R) -> R {
-        match self.last_error.try_borrow() {
-            Ok(last) => f(&last),
-            Err(_) => f(""),
+        let Ok(mut last) = self.last_error.try_borrow_mut() else {
+            return f("");
+        };
+        if !matches!(last.what, What::Text(_)) {
+            last.what = What::Text(last.word());
+        }
+        match &last.what {
+            What::Text(text) => f(text),
+            _ => f(""),
         }
     }
 }

@@ -1,21 +1,22 @@
 //! The per-thread object table.
 //!
 //! Each thread owns one table, reachable only through that thread's state (I1). Entries live in
-//! a `slotmap::SlotMap`: a slot's 32-bit version changes on every removal, so a key from a
-//! destroyed object no longer matches (I2). `slotmap` lets versions wrap after 2^31 reuses of
-//! one slot, which would bring an old key back to life; this table *retires* a slot instead:
-//! an entry whose version is the last one is replaced by a tombstone that stays occupied
-//! forever (one slot per 2^31 reuses: bounded memory under any churn).
+//! a flat array of slots; a key is a slot's index and its 32-bit version, and names the slot's
+//! object only while the versions match exactly. A slot's version is odd and rises by 2 at
+//! every removal, so a key from a destroyed object no longer matches (I2). Versions never
+//! wrap: a slot whose version is the last one is *retired* when its object goes, and stays
+//! empty forever (one slot per 2^31 reuses: bounded memory under any churn).
 //!
 //! The table stores what a call needs to reach an object, not the object: foreign objects are
 //! the caller's `void*`, Rust objects are boxed. Nothing moves while borrowed, so callbacks can
 //! run with the table released and may register, borrow and destroy other objects.
 //!
-//! An entry is 16 bytes (24 with the slot's version): the object pointer, the C type tag, and
-//! a word of flags and an index into the thread's list of *disposers* (a C destructor, or a
-//! Rust type's drop and `TypeId`). A program has few of those, as each is a function or a
-//! type, so they are stored once per thread rather than once per object. The check a C
-//! borrow needs (type tag, kind, busy, retired) reads the entry alone.
+//! A slot is 24 bytes: the object pointer, the C type tag, a word of flags and an index into
+//! the thread's list of *disposers* (a C destructor, or a Rust type's drop and `TypeId`), and
+//! the version. A program has few disposers, as each is a function or a type, so they are
+//! stored once per thread rather than once per object. The check a C borrow needs (version,
+//! type tag, kind, busy, empty) reads the slot alone, and the busy mark is set and cleared
+//! through a `Cell`, so a borrow needs no mutable access to the table.
 //!
 //! A caller may pass any number of distinct destructor pointers, so disposers are counted:
 //! each knows how many live entries use it and is reclaimed (its index reused) when the last
@@ -25,8 +26,8 @@
 //! list, whose freed indices are reused, as many as were ever in use at once.
 
 use crate::keymix::KeyMix;
-use slotmap::{DefaultKey, Key, KeyData, SlotMap};
 use std::any::TypeId;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_void;
 
@@ -175,22 +176,27 @@ impl Disposers {
 const BUSY: u32 = 1 << 31;
 /// A Rust object; its disposer is `Disposer::Native`.
 const NATIVE: u32 = 1 << 30;
-/// A tombstone: the slot's version is the last one, so it never resolves again.
-const RETIRED: u32 = 1 << 29;
-/// The disposer index in the low bits of `Entry::flags`.
-const DISPOSER: u32 = RETIRED - 1;
+/// The slot names nothing: vacant (on the free list), or retired (its version was the last).
+const EMPTY: u32 = 1 << 29;
+/// The disposer index in the low bits of a slot's flags.
+const DISPOSER: u32 = EMPTY - 1;
 
-/// One object's bookkeeping: 16 bytes (24 with the slot's version), asserted below.
+/// One slot: an object's bookkeeping and the slot's version. 24 bytes (asserted below).
 #[derive(Debug)]
-pub(crate) struct Entry {
+struct Slot {
     object: *mut c_void,
-    /// The C type tag (nonzero); 0 for Rust objects and tombstones.
+    /// The C type tag (nonzero); 0 for Rust objects. A vacant slot keeps the index of the next
+    /// vacant slot here (the free list).
     type_tag: u32,
-    /// `BUSY | NATIVE | RETIRED | disposer index`.
-    flags: u32,
+    /// `BUSY | NATIVE | EMPTY | disposer index`. A `Cell`, so a borrow marks the entry busy
+    /// through the shared reference its checks used.
+    flags: Cell<u32>,
+    /// The version a key must carry to name this slot's object: odd, raised by 2 at every
+    /// removal, never wrapped (a slot whose version is the last one is retired).
+    version: u32,
 }
 
-static_assertions::const_assert!(std::mem::size_of::<Entry>() == 16);
+static_assertions::const_assert!(std::mem::size_of::<Slot>() == 24);
 
 /// An entry taken out of the table, its destructor not yet run.
 #[derive(Debug)]
@@ -210,23 +216,39 @@ pub(crate) enum Refusal {
     Busy,
 }
 
+/// A registration refused for a capacity limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The thread's live objects already use 2^29 distinct destructors and Rust types.
+    Disposers,
+    /// The table already has 2^32 - 1 slots (live, vacant or retired).
+    Slots,
+}
+
+impl From<TooManyDisposers> for Full {
+    fn from(_: TooManyDisposers) -> Full {
+        Full::Disposers
+    }
+}
+
 /// A registration refused because the thread's live objects already use 2^29 distinct
 /// destructors and Rust types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TooManyDisposers;
 
-/// A live borrow's slot and object, from [`Table::begin_borrow`].
+/// A live borrow: its slot, its object, and the flags [`Table::end_borrow`] restores.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Borrowed {
-    pub(crate) slot: DefaultKey,
+    pub(crate) slot: u32,
     pub(crate) object: *mut c_void,
-    /// The entry's flags before the borrow, which [`Table::end_borrow`] restores.
     flags: u32,
 }
 
 /// A thread's table of objects.
 pub(crate) struct Table {
-    slots: SlotMap<DefaultKey, Entry>,
+    slots: Vec<Slot>,
+    /// The first vacant slot, or `NO_SLOT`.
+    free: u32,
     disposers: Disposers,
     mix: KeyMix,
     live: usize,
@@ -235,10 +257,12 @@ pub(crate) struct Table {
 
 /// The last version a slot may carry before it would wrap into an old key.
 const LAST_VERSION: u32 = u32::MAX;
+/// No slot: the end of the free list, and the index no slot may have.
+const NO_SLOT: u32 = u32::MAX;
 
 impl Table {
     pub(crate) fn new(mix: KeyMix) -> Table {
-        Table { slots: SlotMap::new(), disposers: Disposers::default(), mix, live: 0, retired: 0 }
+        Table { slots: Vec::new(), free: NO_SLOT, disposers: Disposers::default(), mix, live: 0, retired: 0 }
     }
 
     /// Objects currently held (tombstones excluded).
@@ -254,34 +278,47 @@ impl Table {
     }
 
     /// Stores an entry and returns the (mixed) key a handle will carry.
-    pub(crate) fn insert(&mut self, object: *mut c_void, kind: Kind) -> Result<u64, TooManyDisposers> {
+    pub(crate) fn insert(&mut self, object: *mut c_void, kind: Kind) -> Result<u64, Full> {
         let (type_tag, disposer, native) = match kind {
             Kind::Foreign { type_tag, destructor } => (type_tag, Disposer::Foreign(destructor), 0),
             Kind::Native(native) => (0, Disposer::Native(native), NATIVE),
         };
+        if self.free == NO_SLOT && self.slots.len() >= NO_SLOT as usize {
+            return Err(Full::Slots);
+        }
         let flags = self.disposers.acquire(disposer)? | native;
-        let key = self.slots.insert(Entry { object, type_tag, flags });
+        let index = match self.free {
+            NO_SLOT => {
+                self.slots.push(Slot { object, type_tag, flags: Cell::new(flags), version: 1 });
+                (self.slots.len() - 1) as u32
+            }
+            index => {
+                let slot = &mut self.slots[index as usize];
+                self.free = slot.type_tag;
+                slot.object = object;
+                slot.type_tag = type_tag;
+                slot.flags.set(flags);
+                index
+            }
+        };
         self.live += 1;
-        Ok(self.mix.mix(key.data().as_ffi()))
+        Ok(self.mix.mix(u64::from(self.slots[index as usize].version) << 32 | u64::from(index)))
     }
 
-    /// Decodes a handle's key, rejecting values `KeyData::as_ffi` never produces for an
-    /// occupied slot (even versions), so that decoding is one-to-one.
-    #[inline]
-    fn decode(&self, mixed: u64) -> Option<DefaultKey> {
+    /// The slot a handle's key names if its version matches exactly (it may be empty).
+    #[inline(always)]
+    fn slot(&self, mixed: u64) -> Option<(u32, &Slot)> {
         let raw = self.mix.unmix(mixed);
-        if (raw >> 32) & 1 == 0 {
-            return None;
-        }
-        Some(KeyData::from_ffi(raw).into())
+        let index = raw as u32;
+        let slot = self.slots.get(index as usize)?;
+        (slot.version == (raw >> 32) as u32).then_some((index, slot))
     }
 
     /// The slot of the live entry a handle's key names.
     #[inline]
-    fn find(&self, mixed: u64) -> Result<DefaultKey, Refusal> {
-        let slot = self.decode(mixed).ok_or(Refusal::Stale)?;
-        match self.slots.get(slot) {
-            Some(entry) if entry.flags & RETIRED == 0 => Ok(slot),
+    fn find(&self, mixed: u64) -> Result<u32, Refusal> {
+        match self.slot(mixed) {
+            Some((index, slot)) if slot.flags.get() & EMPTY == 0 => Ok(index),
             _ => Err(Refusal::Stale),
         }
     }
@@ -291,95 +328,108 @@ impl Table {
         self.find(mixed).is_ok()
     }
 
-    /// Checks a handle's key for a borrow (stale, then type, then busy) and marks the entry
-    /// busy. [`Table::end_borrow`] clears the mark.
-    #[inline]
-    pub(crate) fn begin_borrow(&mut self, mixed: u64, expected: Expected) -> Result<Borrowed, Refusal> {
-        let slot = self.decode(mixed).ok_or(Refusal::Stale)?;
-        let Some(entry) = self.slots.get_mut(slot) else {
-            return Err(Refusal::Stale);
-        };
-        // The common case in one comparison of the entry: the expected tag (or a Rust object),
-        // neither busy nor retired. Anything else takes the slow path, which tells them apart.
+    /// Every check of a borrow (stale, type, busy) in one pass with no side effect: the live,
+    /// unborrowed entry of type `expected` that the key names, or `None` for anything else
+    /// ([`Table::begin_borrow`] then tells the cases apart).
+    #[inline(always)]
+    pub(crate) fn ready(&self, mixed: u64, expected: Expected) -> Option<Borrowed> {
+        let (index, slot) = self.slot(mixed)?;
+        let flags = slot.flags.get();
+        // The common case in one comparison of the slot: the expected tag (or a Rust object),
+        // neither busy nor empty.
         let ready = match expected {
-            Expected::Foreign(tag) => entry.type_tag == tag && entry.flags & (BUSY | NATIVE | RETIRED) == 0,
+            Expected::Foreign(tag) => slot.type_tag == tag && flags & (BUSY | NATIVE | EMPTY) == 0,
             Expected::Native(wanted) => {
-                entry.flags & (BUSY | NATIVE | RETIRED) == NATIVE
-                    && matches!(self.disposers.get(entry.flags & DISPOSER),
+                flags & (BUSY | NATIVE | EMPTY) == NATIVE
+                    && matches!(self.disposers.get(flags & DISPOSER),
                                 Disposer::Native(actual) if actual.same_type(wanted))
             }
         };
-        if !ready {
-            return Err(self.refusal(slot, expected));
-        }
-        let flags = entry.flags;
-        entry.flags = flags | BUSY;
-        Ok(Borrowed { slot, object: entry.object, flags })
+        ready.then_some(Borrowed { slot: index, object: slot.object, flags })
     }
 
-    /// Clears the busy mark set by [`Table::begin_borrow`]. A busy entry cannot be removed,
-    /// so the slot still holds the same entry, with the same flags but for the mark.
+    /// Marks a [`Table::ready`] entry busy (I4); [`Table::end_borrow`] clears the mark.
+    #[inline(always)]
+    pub(crate) fn mark_busy(&self, borrowed: Borrowed) {
+        if let Some(slot) = self.slots.get(borrowed.slot as usize) {
+            slot.flags.set(borrowed.flags | BUSY);
+        }
+    }
+
+    /// Checks a handle's key for a borrow (stale, then type, then busy) and marks the entry
+    /// busy. [`Table::end_borrow`] clears the mark.
+    pub(crate) fn begin_borrow(&self, mixed: u64, expected: Expected) -> Result<Borrowed, Refusal> {
+        let index = self.check(mixed, Some(expected))?;
+        let slot = &self.slots[index as usize];
+        let borrowed = Borrowed { slot: index, object: slot.object, flags: slot.flags.get() };
+        self.mark_busy(borrowed);
+        Ok(borrowed)
+    }
+
+    /// Clears the busy mark set by [`Table::mark_busy`]. A busy entry cannot be removed, and
+    /// slots are never taken away, so the slot still holds the same entry, with the same flags
+    /// but for the mark: no lookup by key is needed.
     ///
     /// The flags are written whole rather than the mark cleared in place: clearing one bit
     /// compiles to a one-byte store, and the next borrow's four-byte load of the flags cannot
     /// be forwarded from it, which stalls that load until the store reaches the cache.
-    #[inline]
-    pub(crate) fn end_borrow(&mut self, borrowed: Borrowed) {
-        if let Some(entry) = self.slots.get_mut(borrowed.slot) {
-            debug_assert_eq!(entry.flags, borrowed.flags | BUSY, "a busy entry changed");
-            entry.flags = borrowed.flags;
+    #[inline(always)]
+    pub(crate) fn end_borrow(&self, borrowed: Borrowed) {
+        if let Some(slot) = self.slots.get(borrowed.slot as usize) {
+            debug_assert_eq!(slot.flags.get(), borrowed.flags | BUSY, "a busy entry changed");
+            slot.flags.set(borrowed.flags);
         }
     }
 
-    /// Why the entry in occupied `slot` is not ready for a borrow of type `expected`.
-    #[cold]
-    #[inline(never)]
-    fn refusal(&self, slot: DefaultKey, expected: Expected) -> Refusal {
-        if self.slots[slot].flags & RETIRED != 0 {
-            Refusal::Stale
-        } else if !self.has_type(slot, expected) {
-            Refusal::WrongType(self.kind_of(slot))
-        } else {
-            debug_assert!(self.slots[slot].flags & BUSY != 0, "refused a ready entry");
-            Refusal::Busy
+    /// The checks of a key, in the documented order shared by every operation: stale, then
+    /// type (if `expected` is given), then busy. The slot of the entry that passes them.
+    pub(crate) fn check(&self, mixed: u64, expected: Option<Expected>) -> Result<u32, Refusal> {
+        let index = self.find(mixed)?;
+        if expected.is_some_and(|expected| !self.has_type(index, expected)) {
+            return Err(Refusal::WrongType(self.kind_of(index)));
         }
+        if self.slots[index as usize].flags.get() & BUSY != 0 {
+            return Err(Refusal::Busy);
+        }
+        Ok(index)
     }
 
-    /// Whether the live entry in `slot` is of type `expected`.
-    fn has_type(&self, slot: DefaultKey, expected: Expected) -> bool {
-        match (expected, self.kind_of(slot)) {
+    /// Whether the live entry in slot `index` is of type `expected`.
+    fn has_type(&self, index: u32, expected: Expected) -> bool {
+        match (expected, self.kind_of(index)) {
             (Expected::Foreign(tag), Kind::Foreign { type_tag, .. }) => tag == type_tag,
             (Expected::Native(wanted), Kind::Native(actual)) => actual.same_type(wanted),
             _ => false,
         }
     }
 
-    /// What the live entry in `slot` holds.
-    fn kind_of(&self, slot: DefaultKey) -> Kind {
-        let entry = &self.slots[slot];
-        match self.disposers.get(entry.flags & DISPOSER) {
-            Disposer::Foreign(destructor) => Kind::Foreign { type_tag: entry.type_tag, destructor },
+    /// What the live entry in slot `index` holds.
+    fn kind_of(&self, index: u32) -> Kind {
+        let slot = &self.slots[index as usize];
+        match self.disposers.get(slot.flags.get() & DISPOSER) {
+            Disposer::Foreign(destructor) => Kind::Foreign { type_tag: slot.type_tag, destructor },
             Disposer::Native(native) => Kind::Native(native),
         }
     }
 
     /// Takes a live entry out, checked as a destroy must be: stale, then type (if `expected`
-    /// is given), then busy. Its slot is freed for reuse, or retired if its version is the last.
+    /// is given), then busy. Its slot is freed for reuse with the next version, or retired if
+    /// its version is the last.
     pub(crate) fn remove(&mut self, mixed: u64, expected: Option<Expected>) -> Result<Removed, Refusal> {
-        let slot = self.find(mixed)?;
-        if expected.is_some_and(|expected| !self.has_type(slot, expected)) {
-            return Err(Refusal::WrongType(self.kind_of(slot)));
-        }
-        if self.slots[slot].flags & BUSY != 0 {
-            return Err(Refusal::Busy);
-        }
-        let removed = Removed { object: self.slots[slot].object, kind: self.kind_of(slot) };
-        self.disposers.release(self.slots[slot].flags & DISPOSER);
-        if slot.data().as_ffi() >> 32 == u64::from(LAST_VERSION) {
-            self.slots[slot] = Entry { object: std::ptr::null_mut(), type_tag: 0, flags: RETIRED };
+        let index = self.check(mixed, expected)?;
+        let flags = self.slots[index as usize].flags.get();
+        let removed = Removed { object: self.slots[index as usize].object, kind: self.kind_of(index) };
+        self.disposers.release(flags & DISPOSER);
+        let slot = &mut self.slots[index as usize];
+        slot.object = std::ptr::null_mut();
+        slot.flags.set(EMPTY);
+        if slot.version == LAST_VERSION {
+            slot.type_tag = 0;
             self.retired += 1;
         } else {
-            self.slots.remove(slot);
+            slot.version += 2;
+            slot.type_tag = self.free;
+            self.free = index;
         }
         self.live -= 1;
         Ok(removed)
@@ -387,10 +437,10 @@ impl Table {
 
     /// The mixed keys of every live entry (for cleanup, which must survive re-entrant destructors).
     pub(crate) fn live_keys(&self) -> Vec<u64> {
-        self.slots
-            .iter()
-            .filter(|(_, entry)| entry.flags & RETIRED == 0)
-            .map(|(key, _)| self.mix.mix(key.data().as_ffi()))
+        (0u32..)
+            .zip(&self.slots)
+            .filter(|(_, slot)| slot.flags.get() & EMPTY == 0)
+            .map(|(index, slot)| self.mix.mix(u64::from(slot.version) << 32 | u64::from(index)))
             .collect()
     }
 }
@@ -435,9 +485,9 @@ mod tests {
 
     #[test]
     fn a_slot_fits_in_24_bytes() {
-        // The slot adds a u32 version to the entry, padded to 24 bytes. The budget is 48 bytes
-        // per live object, and right after the table doubles half of it is spare capacity.
-        assert!(std::mem::size_of::<Entry>() + 4 <= 24);
+        // The budget is 48 bytes per live object, and right after the table doubles half of
+        // it is spare capacity.
+        assert!(std::mem::size_of::<Slot>() <= 24);
     }
 
     unsafe extern "C-unwind" fn destructor_a(_: *mut c_void) {}
@@ -519,6 +569,7 @@ mod tests {
     fn a_borrow_checks_type_then_busy_and_marks_the_entry() {
         let mut table = Table::new(KeyMix::from_seed(2, 2, 2));
         let key = table.insert(std::ptr::dangling_mut(), foreign(7)).unwrap();
+        let table = &mut table;
         assert!(matches!(
             table.begin_borrow(key, Expected::Foreign(8)),
             Err(Refusal::WrongType(Kind::Foreign { type_tag: 7, .. }))

@@ -24,6 +24,7 @@ use crate::error::{Error, Status};
 use crate::guard::Expected;
 use crate::handle::Handle;
 use crate::keymix::KeyMix;
+use crate::refusal::What;
 use crate::state::{ThreadState, with_state};
 use crate::table::{Kind, Removed};
 use static_assertions::{assert_eq_size, const_assert_eq};
@@ -238,15 +239,15 @@ pub(crate) fn detached_refusal(op: &str, handle: Handle) -> Option<String> {
 
 impl ThreadState {
     fn refuse(&self, Refused(status, message): Refused) -> Error {
-        self.violation(status, message)
+        self.violation(status, "", What::Text(message)).into()
     }
 }
 
 /// The checks of a detach, which are those of a borrow (null, owner, stale, type, busy); a
 /// refusal changes nothing (I6).
-fn check(state: &ThreadState, op: &str, handle: Handle, expected: Expected) -> Result<(), Error> {
+fn check(state: &ThreadState, op: &'static str, handle: Handle, expected: Expected) -> Result<(), Error> {
     state.check_owner(op, handle)?;
-    let mut table = state.table.borrow_mut();
+    let table = state.table.borrow();
     let borrowed = table
         .begin_borrow(handle.key, expected)
         .map_err(|refusal| state.refused(op, handle, refusal, Some(expected)))?;
@@ -255,7 +256,7 @@ fn check(state: &ThreadState, op: &str, handle: Handle, expected: Expected) -> R
 }
 
 /// Checks that `handle` could be detached now, changing nothing.
-pub(crate) fn check_detachable(op: &str, handle: Handle, expected: Expected) -> Result<(), Error> {
+pub(crate) fn check_detachable(op: &'static str, handle: Handle, expected: Expected) -> Result<(), Error> {
     with_state(|state| check(state, op, handle, expected))
 }
 
@@ -264,7 +265,7 @@ pub(crate) fn check_detachable(op: &str, handle: Handle, expected: Expected) -> 
 /// Checked in the order of a borrow (null, owner, stale, type, busy). Destroy requests already
 /// queued to this thread are then run, as after any successful call: if one names this object,
 /// it is destroyed as requested and the detach is refused with `Stale`.
-pub(crate) fn detach_entry(op: &str, handle: Handle, expected: Expected) -> Result<Token, Error> {
+pub(crate) fn detach_entry(op: &'static str, handle: Handle, expected: Expected) -> Result<Token, Error> {
     with_state(|state| {
         check(state, op, handle, expected)?;
         if state.depth.get() == 0 && state.record.inbox.has_pending() {
@@ -272,10 +273,13 @@ pub(crate) fn detach_entry(op: &str, handle: Handle, expected: Expected) -> Resu
             let _ = state.run_pending();
         }
         let removed = state.table.borrow_mut().remove(handle.key, Some(expected)).map_err(|_| {
-            state.violation(
+            Error::from(state.violation(
                 Status::Stale,
-                format!("{op}: handle {handle:?} was destroyed by a destroy_later request queued before the detach"),
-            )
+                op,
+                What::Text(format!(
+                    "{op}: handle {handle:?} was destroyed by a destroy_later request queued before the detach"
+                )),
+            ))
         })?;
         crate::sites::record_detached(state, handle.key);
         let mut registry = registry();
@@ -290,7 +294,7 @@ pub(crate) fn detach_entry(op: &str, handle: Handle, expected: Expected) -> Resu
 
 /// Adopts a token on the calling thread: the object joins this thread's table under a new
 /// handle. With `expected`, the object must be of that type (the token stays valid otherwise).
-pub(crate) fn adopt_entry(op: &str, token: Token, expected: Option<Expected>) -> Result<Handle, Error> {
+pub(crate) fn adopt_entry(op: &'static str, token: Token, expected: Option<Expected>) -> Result<Handle, Error> {
     with_state(|state| {
         if state.cleaning.get() {
             return Err(Error::new(
@@ -322,7 +326,7 @@ pub(crate) fn adopt_entry(op: &str, token: Token, expected: Option<Expected>) ->
 }
 
 /// Destroys a detached object on the calling thread, whichever it is.
-pub(crate) fn destroy_token_entry(op: &str, token: Token, expected: Option<Expected>) -> Result<(), Error> {
+pub(crate) fn destroy_token_entry(op: &'static str, token: Token, expected: Option<Expected>) -> Result<(), Error> {
     with_state(|state| {
         let detached = {
             let mut registry = registry();

@@ -336,3 +336,31 @@ fn registration_during_cleanup_is_refused_and_the_value_dropped() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn repeated_refusals_see_an_owner_exit_between_them() {
+    // The refusing thread remembers the owner it last refused: that must not hide the exit.
+    let log = DropLog::default();
+    let (handle_tx, handle_rx) = mpsc::channel();
+    let (exit_tx, exit_rx) = mpsc::channel::<()>();
+    let owner = thread::spawn({
+        let value = log.value(7);
+        move || {
+            handle_tx.send(register(value).unwrap()).unwrap();
+            exit_rx.recv().unwrap();
+        }
+    });
+    let handle: Handle = handle_rx.recv().unwrap();
+    for _ in 0..3 {
+        assert_eq!(status(with(handle, |_: &mut Tracked| ())), Status::WrongThread);
+    }
+    exit_tx.send(()).unwrap();
+    owner.join().unwrap();
+    assert_eq!(log.count(7), 1, "the owner's exit destroyed it, once");
+    for _ in 0..3 {
+        assert_eq!(status(with(handle, |_: &mut Tracked| ())), Status::OwnerExited);
+    }
+    // A handle with owner 0 and a nonzero key is not null, and its owner was never issued.
+    let forged = Handle { owner: 0, key: 1 };
+    assert_eq!(status(with(forged, |_: &mut Tracked| ())), Status::Stale);
+}

@@ -19,6 +19,25 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
     }
 }
 
+/// Runs a hot entry point's body, which turns its outcome into a status code itself (with
+/// [`status`]), so no `Result` crosses the panic boundary.
+#[inline(always)]
+pub(crate) fn guarded_status(op: &str, body: impl FnOnce() -> tg_status) -> tg_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(status) => status,
+        Err(payload) => panicked(op, payload),
+    }
+}
+
+/// The status code of an operation's outcome; an error becomes the thread's last error.
+#[inline(always)]
+pub(crate) fn status(outcome: Result<(), Error>) -> tg_status {
+    match outcome {
+        Ok(()) => TG_OK,
+        Err(error) => failed(error),
+    }
+}
+
 /// A refused call: its message becomes the thread's last error.
 #[cold]
 #[inline(never)]
@@ -26,14 +45,16 @@ fn failed(error: Error) -> tg_status {
     // A handle of another copy of the library is stale here (its key is in no table of ours).
     let note = if error.status() == Status::Stale { crate::copies::note_for_refused_handle() } else { None };
     // Create the state if this thread has none yet: the message must not be lost.
+    let status = error.status().code();
     let _ = with_state(|state| {
-        match note {
-            Some(note) => state.set_last_error(&format!("{}{note}", error.message())),
-            None => state.set_last_error(error.message()),
-        }
+        let last = error.into_last();
+        state.set_last_error(match note {
+            Some(note) => last.with_note(&note),
+            None => last,
+        });
         Ok(())
     });
-    error.status().code()
+    status
 }
 
 /// A caught panic: `TG_ERR_PANIC`, with its message as the thread's last error.

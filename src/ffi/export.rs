@@ -45,7 +45,7 @@ pub unsafe fn construct<T: 'static>(op: &str, out: *mut Handle, make: impl FnOnc
 /// `out` must be NULL or valid for writing one `R`.
 #[doc(hidden)]
 pub unsafe fn call<T: 'static, R>(
-    op: &str,
+    op: &'static str,
     handle: Handle,
     out: *mut R,
     method: impl FnOnce(&mut T) -> R,
@@ -69,7 +69,7 @@ pub fn call_void<T: 'static>(op: &str, handle: Handle, method: impl FnOnce(&mut 
 
 /// Destructor body: destroys the `T` behind `handle` now (owner only, type checked).
 #[doc(hidden)]
-pub fn destroy<T: 'static>(op: &str, handle: Handle) -> tg_status {
+pub fn destroy<T: 'static>(op: &'static str, handle: Handle) -> tg_status {
     guarded(op, || guard::destroy(op, handle, Some(Expected::Native(api::native_type::<T>()))))
 }
 

@@ -219,6 +219,25 @@ mod tests {
         assert_eq!(with(handle, TAG, 1), TG_ERR_OWNER_EXITED);
     }
 
+    #[test]
+    fn a_refusal_is_worded_when_read_with_the_names_threads_have_then() {
+        let counter = Counter::default();
+        let handle = register(&counter);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert_eq!(with(handle, TAG, 1), TG_ERR_WRONG_THREAD);
+                // Named after the refusal: the message, worded when read, uses the new name.
+                crate::api::set_thread_name("renamed-after-refusal").expect("live thread");
+                let message = last_error();
+                assert!(message.contains("renamed-after-refusal"), "{message}");
+                assert!(message.contains("alive"), "{message}");
+            });
+        });
+        assert_eq!(counter.value.load(Ordering::SeqCst), 0, "the refused call touched nothing");
+        assert_eq!(tg_destroy(handle), TG_OK);
+        assert_eq!(counter.destroyed(), 1);
+    }
+
     /// Runner work: registers the `Counter` in the context on the runner thread.
     unsafe extern "C-unwind" fn register_on_runner(context: *mut c_void, out_result: *mut *mut c_void) {
         let mut handle = Handle { owner: 0, key: 0 };

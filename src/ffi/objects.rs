@@ -1,6 +1,6 @@
 //! Entry points for C objects: register, borrow, destroy, deferred destroy, cleanup.
 
-use super::boundary::{guarded, null_pointer};
+use super::boundary::{guarded, guarded_status, null_pointer, status};
 use super::{tg_borrow_fn, tg_destructor, tg_status};
 use crate::error::Status;
 use crate::guard::{self, Expected, refuse};
@@ -64,7 +64,7 @@ pub unsafe extern "C" fn tg_register(
 #[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
-    guarded("tg_with", || {
+    guarded_status("tg_with", || {
         let call = r#fn.map(|callback| {
             move |object: *mut c_void| {
                 // SAFETY: the handle resolved on its owner thread to a live object of this type
@@ -73,7 +73,11 @@ pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_
                 crate::unwind::abort_on_unwind("a tg_with callback", || unsafe { callback(object, context) })
             }
         });
-        guard::borrow("tg_with", handle, Expected::Foreign(type_tag), call, "fn")
+        static SITE: guard::BorrowSite = guard::BorrowSite { op: "tg_with", null_arg: "fn" };
+        match guard::borrow_recorded(&SITE, handle, Expected::Foreign(type_tag), call) {
+            Ok(code) => code,
+            Err(error) => status(Err(error)),
+        }
     })
 }
 

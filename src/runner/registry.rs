@@ -17,8 +17,8 @@
 //! answers `TG_ERR_WRONG_TYPE`; neither touches anything (I2, I6).
 //!
 //! Generation check (I2): each registry issues IDs from its own counter, which never goes
-//! back, so an ID is never reused and a handle can never name a later runner. The registry
-//! keeps only live entries (bounded by what is alive, however many have come and gone); an ID
+//! back, so an ID is never reused and a handle can never name a later runner (the same
+//! `ids::Ids` type as the thread registry). The registry keeps only live entries (bounded by what is alive, however many have come and gone); an ID
 //! below the counter that is not live was stopped or destroyed (`TG_ERR_SHUT_DOWN`), one at or
 //! above it was never issued (`TG_ERR_STALE`). The key a handle carries is the ID passed
 //! through the registry's own secret permutation (`keymix`), so a forged or bit-flipped key
@@ -28,8 +28,8 @@ use crate::error::{Error, Status};
 use crate::guard::refuse;
 use crate::handle::Handle;
 use crate::identity::FIRST_RESERVED_OWNER;
+use crate::ids::{Ids, Lookup};
 use crate::keymix::KeyMix;
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// The `owner` value of every runner handle.
@@ -48,48 +48,32 @@ pub(crate) struct Registry<T> {
     /// What happened to an entry that is no longer live: "stopped", "destroyed".
     gone: &'static str,
     owner: u64,
-    state: RwLock<State<T>>,
+    state: RwLock<Ids<T>>,
     mix: OnceLock<KeyMix>,
-}
-
-struct State<T> {
-    /// The next ID to issue; IDs below it were issued.
-    next_id: u64,
-    live: BTreeMap<u64, Arc<T>>,
 }
 
 impl<T> Registry<T> {
     pub(crate) const fn new(kind: &'static str, gone: &'static str, owner: u64) -> Registry<T> {
-        Registry {
-            kind,
-            gone,
-            owner,
-            state: RwLock::new(State { next_id: 1, live: BTreeMap::new() }),
-            mix: OnceLock::new(),
-        }
+        Registry { kind, gone, owner, state: RwLock::new(Ids::new(u64::MAX)), mix: OnceLock::new() }
     }
 
     fn mix(&self) -> &KeyMix {
         self.mix.get_or_init(KeyMix::random)
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, State<T>> {
+    fn read(&self) -> RwLockReadGuard<'_, Ids<T>> {
         self.state.read().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, State<T>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Ids<T>> {
         self.state.write().unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Registers `value` under a fresh ID and returns its handle.
     pub(crate) fn insert(&self, value: Arc<T>) -> Result<Handle, Error> {
-        let mut state = self.write();
-        let id = state.next_id;
-        let Some(next) = id.checked_add(1) else {
+        let Some((id, _)) = self.write().issue(|_| value) else {
             return Err(Error::new(Status::Limit, format!("the {} ID counter is exhausted", self.kind)));
         };
-        state.next_id = next;
-        state.live.insert(id, value);
         Ok(Handle { owner: self.owner, key: self.mix().mix(id) })
     }
 
@@ -104,13 +88,12 @@ impl<T> Registry<T> {
             return Err(self.not_this_kind(op, handle));
         }
         let id = self.mix().unmix(handle.key);
-        let state = self.read();
-        if let Some(value) = state.live.get(&id) {
-            return Ok(Arc::clone(value));
-        }
-        let issued = id != 0 && id < state.next_id;
-        drop(state);
-        if issued {
+        let gone = match self.read().lookup(id) {
+            Lookup::Live(value) => return Ok(Arc::clone(value)),
+            Lookup::Gone => true,
+            Lookup::NeverIssued => false,
+        };
+        if gone {
             Err(Error::new(Status::ShutDown, format!("{op}: {} {handle:?} has been {}", self.kind, self.gone)))
         } else {
             Err(refuse(
@@ -126,7 +109,7 @@ impl<T> Registry<T> {
             return None;
         }
         let id = self.mix().unmix(handle.key);
-        self.write().live.remove(&id)
+        self.write().remove(id)
     }
 
     #[cold]
@@ -192,12 +175,13 @@ mod tests {
         let registry: Registry<u32> = Registry::new("number", "dropped", QUEUE_OWNER);
         let first = registry.insert(Arc::new(1)).unwrap();
         assert!(registry.remove(Handle { owner: RUNNER_OWNER, ..first }).is_none(), "another kind's handle");
-        registry.write().next_id = u64::MAX;
+        registry.write().exhaust();
+        let issued = registry.read().issued();
         let error = registry.insert(Arc::new(2)).unwrap_err();
         assert_eq!(error.status(), Status::Limit);
         assert_eq!(error.message(), "the number ID counter is exhausted");
         assert_eq!(registry.read().live.len(), 1, "nothing was registered");
-        assert_eq!(registry.read().next_id, u64::MAX, "the counter did not wrap");
+        assert_eq!(registry.read().issued(), issued, "the counter did not wrap");
         assert_eq!(*registry.resolve("t", first).unwrap(), 1);
     }
 }

@@ -407,6 +407,26 @@ fn targets(out: &mut String, r: &Results) {
         show_ratio(thread_do),
         thread_do.map(|v| v < 1.0),
     ));
+    // Instruction counts (callgrind): exact, so these verdicts do not move between runs.
+    let ir_over = r.get("ir.c.tg_with").zip(r.get("ir.c.plain_call")).map(|(with, plain)| with - plain);
+    rows.push((
+        "C `tg_with` at most 50 instructions over a plain indirect call",
+        ir_over.map_or_else(|| "-".into(), |v| format!("+{v:.0} instructions")),
+        ir_over.map(|v| v <= 50.0),
+    ));
+    let ir_with = r.get("ir.rust.threadguard_with");
+    rows.push((
+        "`threadguard::with` at most 50 instructions per call",
+        ir_with.map_or_else(|| "-".into(), |v| format!("{v:.0} instructions")),
+        ir_with.map(|v| v <= 50.0),
+    ));
+    let refused =
+        ["ir.c.tg_with_stale", "ir.c.tg_with_wrong_thread", "ir.c.tg_with_owner_exited"].map(|key| r.get(key));
+    rows.push((
+        "refused `tg_with` at most 200 instructions each (stale / wrong thread / owner exited)",
+        refused.iter().map(|v| v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))).collect::<Vec<_>>().join(" / "),
+        refused.iter().try_fold(true, |all, v| Some(all && (*v)? <= 200.0)),
+    ));
     let bytes = [r.get("scale.bytes_per_object_1m"), r.get("scale.bytes_per_object_10m")];
     rows.push((
         "at most 48 bytes of bookkeeping per live object (1 and 10 million, from the allocator)",
@@ -458,6 +478,25 @@ mod tests {
         assert_eq!(show_ratio(Some(0.0015)), "0.00150x");
         assert_eq!(show_ratio(Some(0.02)), "0.0200x");
         assert_eq!(show_ratio(None), "-");
+    }
+
+    #[test]
+    fn instruction_targets_are_judged_from_the_callgrind_counts() {
+        let values = [
+            ("ir.c.tg_with", 59.0),
+            ("ir.c.plain_call", 9.0),
+            ("ir.rust.threadguard_with", 51.0),
+            ("ir.c.tg_with_stale", 150.0),
+            ("ir.c.tg_with_wrong_thread", 200.0),
+            ("ir.c.tg_with_owner_exited", 190.0),
+        ];
+        let r = Results { dir: PathBuf::new(), values: values.iter().map(|&(k, v)| (k.to_owned(), v)).collect() };
+        let mut out = String::new();
+        targets(&mut out, &r);
+        let row = |target: &str| out.lines().find(|line| line.contains(target)).unwrap_or_default().to_owned();
+        assert!(row("at most 50 instructions over").contains("+50 instructions | met"), "{out}");
+        assert!(row("at most 50 instructions per call").contains("51 instructions | **not met**"), "{out}");
+        assert!(row("at most 200 instructions each").contains("150 / 200 / 190 | met"), "{out}");
     }
 
     #[test]
