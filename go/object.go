@@ -75,7 +75,26 @@ func New(tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error))
 }
 
 // newAt is New, recording s (if not nil) as the registration site.
-func newAt(s *site, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (o *Object, err error) {
+func newAt(s *site, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Pointer, error)) (*Object, error) {
+	return bind(tag, func() (C.tg_handle, error) {
+		obj, err := create()
+		if err != nil {
+			return C.tg_handle{}, err
+		}
+		var ch C.tg_handle
+		if err := check("tg_register", register(tag, obj, destroy, &ch, s)); err != nil {
+			C.tgo_run_destructor(C.tg_destructor(destroy), obj)
+			return C.tg_handle{}, err
+		}
+		return ch, nil
+	})
+}
+
+// bind makes the Object for the handle that attach puts in the calling
+// thread's table (New registers, Adopt adopts), bound to the Thread, Runner
+// or MainThread whose work runs it, or else to the calling goroutine, which
+// then stays locked to its OS thread until the object is closed.
+func bind(tag Tag, attach func() (C.tg_handle, error)) (o *Object, err error) {
 	runtime.LockOSThread() // kept when the object is pinned to this goroutine
 	owner := currentOwner()
 	pinned := owner == nil
@@ -90,13 +109,8 @@ func newAt(s *site, tag Tag, destroy unsafe.Pointer, create func() (unsafe.Point
 		}
 	}
 	pins.settle()
-	obj, err := create()
+	ch, err := attach()
 	if err != nil {
-		return nil, err
-	}
-	var ch C.tg_handle
-	if err := check("tg_register", register(tag, obj, destroy, &ch, s)); err != nil {
-		C.tgo_run_destructor(C.tg_destructor(destroy), obj)
 		return nil, err
 	}
 	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: tag, owner: owner}

@@ -85,31 +85,12 @@ func (o *Object) Detach(ctx context.Context) (Token, error) {
 // Errors: ErrStale for a token already adopted or destroyed, or never
 // issued; ErrNullHandle for the zero Token; ErrShutDown during the owner's
 // Close. The token is unchanged on error.
-func Adopt(t Token) (o *Object, err error) {
-	runtime.LockOSThread()
-	owner := currentOwner()
-	pinned := owner == nil
-	defer func() {
-		if !pinned || o == nil {
-			runtime.UnlockOSThread()
-		}
-	}()
-	if pinned {
-		if err := checkPinnable(); err != nil {
-			return nil, err
-		}
-	}
-	pins.settle()
-	var ch C.tg_handle
-	if err := check("tg_adopt", C.tg_adopt(t.c(), &ch)); err != nil {
-		return nil, err
-	}
-	o = &Object{h: Handle{Owner: uint64(ch.owner), Key: uint64(ch.key)}, tag: t.Tag, owner: owner}
-	if th, ok := owner.(*Thread); ok {
-		th.adopt()
-	}
-	o.cleanup = runtime.AddCleanup(o, forgotten.destroy, forgotten{h: o.h, owner: owner})
-	return o, nil
+func Adopt(t Token) (*Object, error) {
+	return bind(t.Tag, func() (C.tg_handle, error) {
+		var ch C.tg_handle
+		err := check("tg_adopt", C.tg_adopt(t.c(), &ch))
+		return ch, err
+	})
 }
 
 // Destroy destroys the detached object t names, on the calling thread (a

@@ -7,11 +7,12 @@
 #                     planted bug), then short go test -fuzz runs of the Go kit's two examples;
 #                     go/fuzzkit's and the docstore example's ordinary tests run in test-go and
 #                     nim-go-tests
-#   fuzzkit-go-fuzz   the Go fuzz targets for FUZZKIT_GO_SECONDS each (make fuzz: FUZZ_LONG_SECONDS)
+#   fuzzkit-go-fuzz   the Go fuzz targets, FUZZKIT_GO_FUZZTIME each (a count of executions, as
+#                     GO_FUZZTIME in the Makefile says why; make fuzz: FUZZ_LONG_SECONDS)
 #
 # fuzz-smoke and fuzz run the cargo-fuzz target kit_counter with the project's own targets.
 
-FUZZKIT_GO_SECONDS ?= 10
+FUZZKIT_GO_FUZZTIME ?= 5000x
 FUZZ_TARGETS += kit_counter
 
 .PHONY: fuzzkit-tests fuzzkit-go-fuzz
@@ -21,11 +22,11 @@ fuzzkit-tests: lib $(NIM_BUILD)/orc/libdocstore.a
 	@$(MAKE) --no-print-directory fuzzkit-go-fuzz
 
 fuzzkit-go-fuzz: lib $(NIM_BUILD)/orc/libdocstore.a
-	cd go && $(GO) test -tags $(TG_GO_TAGS) -run '^$$' -fuzz=FuzzAffine -fuzztime=$(FUZZKIT_GO_SECONDS)s ./fuzzkit
-	cd nim/go && $(GO) test -tags nim_orc,$(TG_GO_TAGS) -run '^$$' -fuzz=FuzzMisuseKit -fuzztime=$(FUZZKIT_GO_SECONDS)s ./docstore
+	cd go && $(GO) test -tags $(TG_GO_TAGS) -run '^$$' -fuzz=FuzzAffine -fuzztime=$(FUZZKIT_GO_FUZZTIME) ./fuzzkit
+	cd nim/go && $(GO) test -tags nim_orc,$(TG_GO_TAGS) -run '^$$' -fuzz=FuzzMisuseKit -fuzztime=$(FUZZKIT_GO_FUZZTIME) ./docstore
 
 fuzz: fuzzkit-go-fuzz-long
 
 .PHONY: fuzzkit-go-fuzz-long
 fuzzkit-go-fuzz-long:
-	@$(MAKE) --no-print-directory fuzzkit-go-fuzz FUZZKIT_GO_SECONDS=$${FUZZ_LONG_SECONDS:-600}
+	@$(MAKE) --no-print-directory fuzzkit-go-fuzz FUZZKIT_GO_FUZZTIME=$${FUZZ_LONG_SECONDS:-600}s
