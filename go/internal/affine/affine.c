@@ -133,11 +133,16 @@ void affine_destroy(void *p) {
 	r->destroys++;
 	r->destroyed_on = me;
 	pthread_mutex_unlock(&records_mu);
-	if (me != a->owner) {
-		atomic_fetch_add(&n_destroyed_off_owner, 1);
-	}
 	atomic_fetch_add(&n_destroyed, 1);
-	slot_free(a->slot); /* into the calling thread's free list */
+	if (me != a->owner) {
+		/* Moved (detached and adopted) or misused: the slot belongs to the
+		 * owner's table, not this thread's, so it must not go into this
+		 * thread's free list, where a new object here would share it with
+		 * a live one. It is left unused. */
+		atomic_fetch_add(&n_destroyed_off_owner, 1);
+	} else {
+		slot_free(a->slot);
+	}
 	free(a);
 }
 
