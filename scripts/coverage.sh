@@ -51,7 +51,10 @@ cargo llvm-cov clean --workspace
 
 set -x
 cargo test --locked "${profile[@]}" --lib --tests "${ignored[@]}"
-cargo build --locked "${profile[@]}" --lib
+cargo build --locked "${profile[@]}" -p threadguard-capi  # the C library the C tests link
+# The soname link, as `make lib` makes it, so the shared test programs start.
+abi=$(sed -n 's/^pub const ABI_VERSION: u32 = \([0-9]*\);.*/\1/p' src/diagnostics.rs)
+ln -sfn libthreadguard.so "$CARGO_TARGET_DIR/$dir/libthreadguard.so.$abi"
 make --no-print-directory -f tests/c/c-tests.mk c-tests TG_LIB_DIR="$CARGO_TARGET_DIR/$dir" \
     TG_C_BUILD="build/coverage/c-tests-$dir"
 set +x
