@@ -151,7 +151,19 @@ impl ThreadState {
             return f("");
         };
         if !matches!(last.what, What::Text(_)) {
-            last.what = What::Text(last.word());
+            // Wording runs when the message is read, often from `tg_last_error`, which has no
+            // status to report a panic with: a panic here must not unwind out of the reader.
+            let worded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| last.word()));
+            last.what = What::Text(worded.unwrap_or_else(|payload| {
+                let text = format!(
+                    "{}: {} (its message could not be worded: {})",
+                    last.op,
+                    last.status.name(),
+                    crate::lifecycle::panic_text(&*payload)
+                );
+                crate::lifecycle::discard_panic(payload);
+                text
+            }));
         }
         match &last.what {
             What::Text(text) => f(text),
