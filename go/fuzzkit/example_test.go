@@ -1,6 +1,7 @@
 package fuzzkit_test
 
 import (
+	"errors"
 	"fmt"
 	"unsafe"
 
@@ -28,8 +29,19 @@ func Example() {
 		n := int64(arg)
 		return h.Call(affine.Tag, affine.AddBorrow(), unsafe.Pointer(&n))
 	})
-	spec.Destroy(k, "tg_destroy", threadguard.Handle.Destroy)
+	// tg_destroy takes an object of any type: check the type with a borrow
+	// first (the kit's decoys are of another type).
+	spec.Destroy(k, "affine_destroy", func(h threadguard.Handle) error {
+		if err := h.With(affine.Tag, func(unsafe.Pointer) error { return nil }); err != nil {
+			return err
+		}
+		if err := h.Destroy(); !errors.Is(err, threadguard.ErrStale) {
+			return err
+		}
+		return nil // the borrow ran this thread's destroy requests as it ended: one destroyed it
+	})
 	spec.DestroyLater(k, "tg_destroy_later", threadguard.Handle.DestroyLater)
+	spec.Tag(k, affine.Tag) // for re-entrant steps
 
 	kit := fuzzkit.New(spec)
 	for seed := range uint64(20) {

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"threadguard.dev/threadguard"
 )
@@ -26,9 +27,15 @@ func (f *Failure) Error() string { return f.Message }
 
 // Summary is what a program did.
 type Summary struct {
-	Steps    int
-	Objects  int
-	Statuses map[int]int // how often each status came back, by code (0: success)
+	Steps     int
+	Objects   int // objects created: the Spec's and the kit's decoys
+	Decoys    int // decoys registered
+	Reentrant int // re-entrant steps whose operation ran inside the kit's borrow
+	// Statuses counts how often each status came back from the program's
+	// calls (operations, decoy registrations, RunPending), by code (0:
+	// success). A re-entrant step counts its operation's status if the
+	// kit's borrow let it run, and nothing otherwise.
+	Statuses map[int]int
 }
 
 // Kit runs programs of a Spec. Programs run one at a time (threadguard's
@@ -185,12 +192,16 @@ func startExec(slot int) (executor, error) {
 // obj is one object, as the model sees it.
 type obj struct {
 	h       threadguard.Handle
-	kind    Kind
-	id      uint64
+	kind    Kind   // decoyKind for a decoy
+	id      uint64 // the Witness's id
+	decoy   *decoy // a decoy: the kit's own object and witness
 	owner   uint64
 	live    bool
 	pending bool
 }
+
+// decoyKind is the kind of the kit's decoys in the model: no Spec's.
+const decoyKind Kind = -1
 
 type line struct {
 	n      int
@@ -199,6 +210,7 @@ type line struct {
 	what   string
 	h      threadguard.Handle
 	status string
+	borrow string // a re-entrant step: the status of the kit's borrow
 }
 
 type model struct {
@@ -272,11 +284,31 @@ func (m *model) start(slot int) error {
 	return nil
 }
 
+// stopAll ends the executors of a program that failed, and waits until
+// their OS threads have exited, so that the next program starts from quiet
+// counters. If they all did, it releases the decoys (destroyed with their
+// owners); a release that fails leaves a decoy's record allocated, and the
+// program's failure is the report.
 func (m *model) stopAll() {
+	exited := true
 	for slot, e := range m.execs {
-		if e != nil {
-			e.stop()
-			m.execs[slot] = nil
+		if e == nil {
+			continue
+		}
+		id := e.id()
+		_ = e.stop() // failing already: the wait below tells whether it ended
+		m.execs[slot] = nil
+		if id != 0 {
+			if waitExited(id) != nil {
+				exited = false
+			} else {
+				m.threads[id] = false
+			}
+		}
+	}
+	for _, o := range m.objs {
+		if exited && o.decoy != nil {
+			_ = o.decoy.release()
 		}
 	}
 }
@@ -345,11 +377,16 @@ func waitExited(id uint64) error {
 // on its owner, if it is dead; not destroyed if it lives.
 func (m *model) witnessed(i int) error {
 	o := m.objs[i]
-	w := m.spec.kinds[o.kind].witness
-	if w == nil {
+	var runs int
+	var ranOn uint64
+	switch {
+	case o.decoy != nil:
+		runs, ranOn = o.decoy.witness()
+	case m.spec.kinds[o.kind].witness != nil:
+		runs, ranOn = m.spec.kinds[o.kind].witness(o.id)
+	default:
 		return nil
 	}
-	runs, ranOn := w(o.id)
 	switch {
 	case runs < 0:
 		return nil
@@ -506,11 +543,29 @@ func (m *model) predict(me uint64, kind Kind, h threadguard.Handle, deferred boo
 	return refuse(threadguard.ErrWrongType)
 }
 
+// nested is what a re-entrant step's operation did inside the kit's borrow
+// of its target.
+type nested struct {
+	ran     bool
+	err     error
+	pan     any
+	before  threadguard.Stats
+	after   threadguard.Stats
+	serr    error
+	allowed uint32 // what threadguard allows it: ErrBusy (a deferred destroy: or success)
+}
+
+// call runs op (not a constructor) with h and arg.
+func call(op *Op, h threadguard.Handle, arg uint64) error {
+	if op.class == classCall {
+		return op.call(h, arg)
+	}
+	return op.handle(h)
+}
+
 // step runs one step on its executor and checks it.
 func (m *model) step(n int, s step) error {
 	slot := s.slot
-	e := m.execs[slot]
-	me := e.id()
 	var (
 		h      threadguard.Handle
 		id     uint64
@@ -518,25 +573,47 @@ func (m *model) step(n int, s step) error {
 		exp    = expect{allowed: 1, target: -1, queues: -1}
 		op     *Op
 		what   = "RunPending"
+		dec    *decoy
+		in     *nested
 		deaths []int
 		after  threadguard.Stats
 		serr   error
 		rerr   error
 		pan    any
 	)
-	if s.action == actOp {
+	switch s.action {
+	case actOp, actBusy:
 		op = m.spec.ops[s.op]
 		what = op.name
+	case actDecoy:
+		what = "decoy"
+	}
+	if slot == slotUnpinned && (s.action == actDecoy || s.action == actBusy || op != nil && op.class == classCreate) {
+		// An unpinned goroutine's objects would be owned by whichever OS
+		// thread it ran on, and it owns none to borrow: constructors, decoys
+		// and re-entrant steps run on the Thread instead.
+		slot = slotThread
+	}
+	e := m.execs[slot]
+	me := e.id()
+	if op != nil {
 		okPath := op.documented &^ handleStatuses
-		if op.class == classCreate {
+		switch {
+		case op.class == classCreate:
 			exp.allowed = okPath
-			if slot == slotUnpinned {
-				// An unpinned goroutine's objects would be owned by whichever
-				// OS thread it ran on: constructors run on the Thread instead.
-				slot = slotThread
-				e, me = m.execs[slot], m.execs[slot].id()
+		case s.action == actBusy:
+			// First the kit's borrow of the target, a checked call that
+			// succeeds or not: then the operation, inside it, on the object
+			// the borrow holds.
+			h = m.resolve(me, op.kind, s.target)
+			exp = m.predict(me, op.kind, h, false, 1)
+			in = &nested{allowed: mask(threadguard.ErrBusy)}
+			if op.class == classDestroyLater {
+				// tg_destroy_later accepts a busy object (the request runs
+				// when the borrow ends); a library may refuse it instead.
+				in.allowed |= 1
 			}
-		} else {
+		default:
 			h = m.resolve(me, op.kind, s.target)
 			exp = m.predict(me, op.kind, h, op.class == classDestroyLater, okPath)
 		}
@@ -544,14 +621,29 @@ func (m *model) step(n int, s step) error {
 	derr := e.do(func() {
 		defer func() { pan = recover() }()
 		switch {
-		case op == nil:
+		case s.action == actDecoy:
+			if dec, err = newDecoy(); err == nil {
+				h = dec.obj.Handle()
+			}
+		case s.action == actRunPending:
 			err = threadguard.RunPending()
+		case s.action == actBusy:
+			err = h.With(m.spec.kinds[op.kind].tag, func(unsafe.Pointer) error {
+				in.ran = true
+				in.before, in.serr = threadguard.ReadStats()
+				func() {
+					defer func() { in.pan = recover() }()
+					in.err = call(op, h, s.arg)
+				}()
+				if in.serr == nil {
+					in.after, in.serr = threadguard.ReadStats()
+				}
+				return nil
+			})
 		case op.class == classCreate:
 			h, id, err = op.create(s.arg)
-		case op.class == classCall:
-			err = op.call(h, s.arg)
 		default:
-			err = op.handle(h)
+			err = call(op, h, s.arg)
 		}
 		if slot == slotRunner {
 			// A Runner runs the destroy requests queued for it after each
@@ -587,8 +679,18 @@ func (m *model) step(n int, s step) error {
 		})
 	}
 	code := codeOf(err)
-	m.lines = append(m.lines, line{n: n, slot: slot, thread: me, what: what, h: h, status: codeName(code)})
-	m.sum.Statuses[code]++
+	l := line{n: n, slot: slot, thread: me, what: what, h: h, status: codeName(code)}
+	if in != nil {
+		l.status, l.borrow = "not run", codeName(code)
+		if in.ran {
+			l.status = codeName(codeOf(in.err))
+			m.sum.Statuses[codeOf(in.err)]++
+			m.sum.Reentrant++
+		}
+	} else {
+		m.sum.Statuses[code]++
+	}
+	m.lines = append(m.lines, l)
 	if derr != nil {
 		return fmt.Errorf("running %s on the %s: %w", what, slotNames[s.slot], derr)
 	}
@@ -601,20 +703,35 @@ func (m *model) step(n int, s step) error {
 	if rerr != nil {
 		return fmt.Errorf("RunPending after %s on the Runner: %w", what, rerr)
 	}
+	if in != nil {
+		if err := checkNested(op, h, me, slot, in, err); err != nil {
+			return err
+		}
+	}
 	if code < 0 {
 		return fmt.Errorf("%s returned %q, which matches no threadguard sentinel", what, err)
 	}
 	if exp.allowed&(1<<code) == 0 {
+		if in != nil {
+			what = "the kit's borrow for " + what
+		}
 		return fmt.Errorf("%s returned %s (%v) for handle %v on thread %d (%s); threadguard's checks allow %s",
 			what, codeName(code), err, h, me, slotNames[s.slot], names(exp.allowed))
 	}
-	if op != nil && op.documented&(1<<code) == 0 {
+	if in == nil && op != nil && op.documented&(1<<code) == 0 {
 		return fmt.Errorf("%s returned %s, which it does not document (documented: %s)", what, codeName(code), names(op.documented))
 	}
 	ok := code == 0
-	creates := ok && op != nil && op.class == classCreate
-	destroys := exp.target >= 0 && (ok || code == codeOf(threadguard.ErrPanic)) && op != nil && op.class == classDestroy
-	drains := (ok && (op == nil || op.class != classDestroyLater)) || slot == slotRunner
+	if in != nil && in.ran && in.err == nil && exp.target >= 0 {
+		// A deferred destroy accepted inside the borrow: its request runs
+		// when the borrow ends.
+		exp.queues = exp.target
+	}
+	creates := ok && (s.action == actDecoy || s.action == actOp && op.class == classCreate)
+	destroys := s.action == actOp && exp.target >= 0 && (ok || code == codeOf(threadguard.ErrPanic)) && op.class == classDestroy
+	// A successful register, borrow or destroy (outside any borrow) runs
+	// the requests queued for the thread as it returns.
+	drains := (ok && (s.action != actOp || op.class != classDestroyLater)) || slot == slotRunner
 	refused := !ok && !destroys
 	created := after.Created - m.stats.Created
 	destroyed := after.Destroyed - m.stats.Destroyed
@@ -670,13 +787,50 @@ func (m *model) step(n int, s step) error {
 				return fmt.Errorf("%s succeeded with handle %v, which it had issued before", what, h)
 			}
 		}
-		m.objs = append(m.objs, obj{h: h, kind: op.kind, id: id, owner: me, live: true})
+		kind := decoyKind
+		if op != nil {
+			kind = op.kind
+		}
+		m.objs = append(m.objs, obj{h: h, kind: kind, id: id, decoy: dec, owner: me, live: true})
 		m.sum.Objects++
+		if dec != nil {
+			m.sum.Decoys++
+		}
 		if err := m.witnessed(len(m.objs) - 1); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	m.stats = after
+	return nil
+}
+
+// checkNested checks what a re-entrant step's operation did inside the
+// kit's borrow of its target (borrow: the borrow's status): threadguard
+// allows it ErrBusy (a deferred destroy: or success), with no object
+// created or destroyed while the borrow holds.
+func checkNested(op *Op, h threadguard.Handle, me uint64, slot int, in *nested, borrow error) error {
+	switch {
+	case in.ran != (borrow == nil):
+		return fmt.Errorf("the kit's borrow of %v for %s returned %s, and ran the operation: %v", h, op.name, codeName(codeOf(borrow)), in.ran)
+	case !in.ran:
+		return nil
+	case in.pan != nil:
+		return fmt.Errorf("%s panicked inside a borrow of its object (a panic must not leave an operation): %v", op.name, in.pan)
+	case in.serr != nil:
+		return in.serr
+	}
+	switch code := codeOf(in.err); {
+	case code < 0:
+		return fmt.Errorf("%s returned %q inside a borrow of its object, which matches no threadguard sentinel", op.name, in.err)
+	case in.allowed&(1<<code) == 0:
+		return fmt.Errorf("%s returned %s (%v) for handle %v on thread %d (%s), inside a borrow of that object; threadguard allows %s",
+			op.name, codeName(code), in.err, h, me, slotNames[slot], names(in.allowed))
+	case op.documented&(1<<code) == 0:
+		return fmt.Errorf("%s returned %s, which it does not document (documented: %s)", op.name, codeName(code), names(op.documented))
+	case in.after.Created != in.before.Created || in.after.Destroyed != in.before.Destroyed:
+		return fmt.Errorf("%s returned %s inside a borrow of %v, and threadguard counted %d objects created and %d destroyed meanwhile",
+			op.name, codeName(code), h, in.after.Created-in.before.Created, in.after.Destroyed-in.before.Destroyed)
+	}
 	return nil
 }
 
@@ -702,6 +856,13 @@ func (m *model) finish(base threadguard.Stats, goroutines int) error {
 			return err
 		}
 	}
+	for _, o := range m.objs {
+		if o.decoy != nil {
+			if err := o.decoy.release(); err != nil {
+				return fmt.Errorf("releasing decoy %v after its owner exited: %w", o.h, err)
+			}
+		}
+	}
 	// Goroutines end a moment after the channel operations that end them.
 	for delay, waited := time.Microsecond, time.Duration(0); runtime.NumGoroutine() > goroutines; delay = min(2*delay, time.Millisecond) {
 		if waited > time.Minute {
@@ -720,6 +881,11 @@ func (m *model) report(what string) string {
 	for _, l := range m.lines[start:] {
 		if l.what == "exit" {
 			fmt.Fprintf(&b, "#%d %s (thread %d): exit\n", l.n, slotNames[l.slot], l.thread)
+			continue
+		}
+		if l.borrow != "" {
+			fmt.Fprintf(&b, "#%d %s (thread %d): the kit borrows %v (%s), and inside: %s(%v) = %s\n",
+				l.n, slotNames[l.slot], l.thread, l.h, l.borrow, l.what, l.h, l.status)
 			continue
 		}
 		fmt.Fprintf(&b, "#%d %s (thread %d): %s(%v) = %s\n", l.n, slotNames[l.slot], l.thread, l.what, l.h, l.status)

@@ -1,6 +1,7 @@
 package fuzzkit
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +13,11 @@ import (
 
 // affineSpec is the module's test library (internal/affine) through the
 // kit: a C library that registers its objects with threadguard itself.
-func affineSpec() *Spec {
+func affineSpec() *Spec { return affineSpecTagged(true) }
+
+// affineSpecTagged is affineSpec, with the kind's tag given (Spec.Tag) or
+// not.
+func affineSpecTagged(tagged bool) *Spec {
 	spec := &Spec{}
 	k := spec.Kind("affine", func(serial uint64) (int, uint64) {
 		r, _ := affine.Lookup(serial)
@@ -29,9 +34,27 @@ func affineSpec() *Spec {
 		n := int64(arg)
 		return h.Call(affine.Tag, affine.AddBorrow(), unsafe.Pointer(&n))
 	})
-	spec.Destroy(k, "tg_destroy", threadguard.Handle.Destroy)
+	spec.Destroy(k, "affine_destroy", affineDestroy)
 	spec.DestroyLater(k, "tg_destroy_later", threadguard.Handle.DestroyLater)
+	if tagged {
+		spec.Tag(k, affine.Tag)
+	}
 	return spec
+}
+
+// affineDestroy destroys the affine object h names: tg_destroy takes an
+// object of any type, so the type is checked with a borrow first. That
+// borrow runs the thread's queued destroy requests as it ends; if one of
+// them destroyed the object, tg_destroy finds it gone (ErrStale), and what
+// was asked is done.
+func affineDestroy(h threadguard.Handle) error {
+	if err := h.With(affine.Tag, func(unsafe.Pointer) error { return nil }); err != nil {
+		return err
+	}
+	if err := h.Destroy(); !errors.Is(err, threadguard.ErrStale) {
+		return err
+	}
+	return nil
 }
 
 func TestRandomProgramsPass(t *testing.T) {
@@ -50,8 +73,10 @@ func TestRandomProgramsPass(t *testing.T) {
 			total[code] += n
 		}
 	}
+	// Every handle check: wrong type from the kit's decoys, busy from the
+	// re-entrant steps.
 	for _, want := range []error{nil, threadguard.ErrNullHandle, threadguard.ErrWrongThread,
-		threadguard.ErrOwnerExited, threadguard.ErrStale} {
+		threadguard.ErrOwnerExited, threadguard.ErrStale, threadguard.ErrWrongType, threadguard.ErrBusy} {
 		if total[codeOf(want)] == 0 {
 			t.Errorf("no program got %s: %v", codeName(codeOf(want)), total)
 		}

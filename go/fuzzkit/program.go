@@ -1,11 +1,21 @@
 package fuzzkit
 
 // Programs: any byte string, read as a list of steps (the Rust kit's
-// format, over this kit's executors). Bytes are read one at a time (0 once
-// the input is used up) and every value means something. Handles are
-// described ("a live object of this executor", "another's", "one whose
-// owner exited", "a destroyed one", "a forged one") and resolved against
-// the model when the step runs.
+// format, over this kit's executors, plus re-entrant steps). Bytes are read
+// one at a time (0 once the input is used up) and every value means
+// something. Handles are described ("a live object of this executor",
+// "another's", "one whose owner exited", "a destroyed one", "a forged one")
+// and resolved against the model when the step runs.
+//
+// A step is a slot byte, an action byte and, for an operation, an op byte,
+// the target's bytes and an arg byte. Action bytes: 0-79 a method, 80-129
+// a constructor, 130-164 a destructor, 165-189 a deferred destructor,
+// 190-204 a decoy, 205-214 RunPending, 215-229 an exit, 230-242 a
+// re-entrant operation (any operation of a kind with a tag; with none,
+// these read as the next range), 243-255 any operation. Decoys and
+// re-entrant steps came after the first programs: in those, action bytes
+// 190-194 were deferred destructors, 195-204 RunPending and 230-242 any
+// operation, so seeds saved before read differently from there on.
 
 // MaxSteps is the most steps a program runs (the rest of the input is
 // ignored).
@@ -61,9 +71,11 @@ type target struct {
 type actionKind int
 
 const (
-	actOp actionKind = iota
-	actRunPending
-	actExit
+	actOp         actionKind = iota
+	actDecoy                 // register a decoy (the kit's own type) on the executor
+	actBusy                  // the op, inside a borrow of its own target by the kit
+	actRunPending            // threadguard.RunPending on the executor
+	actExit                  // the executor exits; a new one takes its slot
 )
 
 type step struct {
@@ -104,11 +116,19 @@ func decode(spec *Spec, slots int, data []byte) []step {
 	for i := range all {
 		all[i] = i
 	}
+	// Re-entrant steps: the operations that take a handle, of kinds with a tag.
+	var reentrant []int
+	for i, op := range spec.ops {
+		if op.class != classCreate && spec.kinds[op.kind].tag != 0 {
+			reentrant = append(reentrant, i)
+		}
+	}
 	in := &input{data: data}
 	var steps []step
 	for in.pos < len(data) && len(steps) < MaxSteps {
 		slot := int(in.byte()) % slots
 		var class []int
+		action := actOp
 		switch b := in.byte(); {
 		case b < 80:
 			class = calls
@@ -116,14 +136,19 @@ func decode(spec *Spec, slots int, data []byte) []step {
 			class = creates
 		case b < 165:
 			class = destroys
-		case b < 195:
+		case b < 190:
 			class = laters
+		case b < 205:
+			steps = append(steps, step{slot: slot, action: actDecoy})
+			continue
 		case b < 215:
 			steps = append(steps, step{slot: slot, action: actRunPending})
 			continue
 		case b < 230:
 			steps = append(steps, step{slot: slot, action: actExit})
 			continue
+		case b < 243 && len(reentrant) > 0:
+			class, action = reentrant, actBusy
 		default:
 			class = all
 		}
@@ -135,10 +160,16 @@ func decode(spec *Spec, slots int, data []byte) []step {
 		}
 		op := class[int(in.byte())%len(class)]
 		var t target
-		if spec.ops[op].class != classCreate {
+		switch {
+		case action == actBusy:
+			// The kit borrows the target first, so it is one of the
+			// executor's live objects of the operation's kind when there is
+			// one; the model predicts the borrow's refusal otherwise.
+			t = target{kind: targetPick, who: whoMe, life: lifeLive, sel: kindSame, index: in.byte()}
+		case spec.ops[op].class != classCreate:
 			t = decodeTarget(in)
 		}
-		steps = append(steps, step{slot: slot, action: actOp, op: op, target: t, arg: uint64(in.byte())})
+		steps = append(steps, step{slot: slot, action: action, op: op, target: t, arg: uint64(in.byte())})
 	}
 	return steps
 }

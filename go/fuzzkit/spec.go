@@ -1,6 +1,8 @@
 package fuzzkit
 
 import (
+	"fmt"
+
 	"threadguard.dev/threadguard"
 )
 
@@ -17,6 +19,7 @@ type Witness func(id uint64) (runs int, ranOn uint64)
 type kindSpec struct {
 	name    string
 	witness Witness
+	tag     threadguard.Tag // 0: not given (no re-entrant steps for the kind)
 }
 
 type opClass int
@@ -77,6 +80,28 @@ type Spec struct {
 func (s *Spec) Kind(name string, witness Witness) Kind {
 	s.kinds = append(s.kinds, kindSpec{name: name, witness: witness})
 	return Kind(len(s.kinds) - 1)
+}
+
+// Tag gives the type tag that objects of kind k are registered with. It is
+// optional: with it, the kit also runs k's operations re-entrantly, on the
+// owner, inside a borrow of the same object (Handle.With with this tag),
+// where threadguard refuses them with ErrBusy (a deferred destroy may also
+// be accepted, and then runs when the borrow ends), and checks that they
+// were refused with no effect. Kinds must not share a tag, and none may use
+// the kit's decoy tag (DecoyTag). Tag panics if tag is 0 or taken.
+func (s *Spec) Tag(k Kind, tag threadguard.Tag) {
+	if int(k) < 0 || int(k) >= len(s.kinds) {
+		panic("fuzzkit: Tag names a kind that is not in this Spec")
+	}
+	if tag == 0 || tag == DecoyTag {
+		panic(fmt.Sprintf("fuzzkit: kind %s cannot have tag %#x (0 is invalid; DecoyTag is the kit's)", s.kinds[k].name, uint32(tag)))
+	}
+	for i, other := range s.kinds {
+		if Kind(i) != k && other.tag == tag {
+			panic(fmt.Sprintf("fuzzkit: kinds %s and %s cannot share tag %#x", other.name, s.kinds[k].name, uint32(tag)))
+		}
+	}
+	s.kinds[k].tag = tag
 }
 
 func (s *Spec) add(op *Op) *Op {
