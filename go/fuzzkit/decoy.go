@@ -6,6 +6,7 @@ import "C"
 
 import (
 	"errors"
+	"sync/atomic"
 	"unsafe"
 
 	"threadguard.dev/threadguard"
@@ -17,6 +18,22 @@ import (
 // every operation of a Spec meets live handles of a type it does not take.
 // No kind of a Spec may use it.
 const DecoyTag threadguard.Tag = 0x3e2ae403
+
+// Decoys reports how many decoys the kit has registered in this process so
+// far, and how many destructor runs of decoys there were: for a test that
+// accounts for every object threadguard counts in the process, which
+// includes the decoys. Once the programs' executors have ended, the two are
+// equal.
+func Decoys() (registered, destroyed uint64) {
+	return decoysRegistered.Load(), uint64(C.fuzzkit_decoy_runs_total()) - decoysRefused.Load()
+}
+
+var (
+	decoysRegistered atomic.Uint64
+	// decoysRefused counts the destructor runs of decoys whose registration
+	// failed (New runs the destructor then).
+	decoysRefused atomic.Uint64
+)
 
 // decoy is one of the kit's objects. Its destructor (fuzzkit_decoy_destroy)
 // records each run and its thread in rec, which the model reads as the
@@ -40,11 +57,13 @@ func newDecoy() (*decoy, error) {
 		return unsafe.Pointer(rec), nil
 	})
 	if err != nil {
-		// Refused: New has run the destructor on rec, which holds no
+		// Refused: New may have run the destructor on rec, which holds no
 		// resources.
+		decoysRefused.Add(uint64(C.fuzzkit_decoy_runs(rec)))
 		C.free(unsafe.Pointer(rec))
 		return nil, err
 	}
+	decoysRegistered.Add(1)
 	return &decoy{obj: obj, rec: rec}, nil
 }
 

@@ -16,6 +16,8 @@ typedef struct {
 void fuzzkit_decoy_destroy(void *object);
 
 uint64_t fuzzkit_decoy_runs(const fuzzkit_decoy *decoy);
+/* Runs of fuzzkit_decoy_destroy in this process. */
+uint64_t fuzzkit_decoy_runs_total(void);
 uint64_t fuzzkit_decoy_ran_on(const fuzzkit_decoy *decoy);
 
 #endif

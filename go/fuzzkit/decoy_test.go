@@ -40,6 +40,7 @@ func pointers(spec *Spec) func(threadguard.Handle) (unsafe.Pointer, bool) {
 func TestRandomProgramsRegisterDecoysAndRunReentrantSteps(t *testing.T) {
 	kit := New(affineSpec())
 	var decoys, reentrant, objects int
+	registeredBefore, destroyedBefore := Decoys()
 	for seed := range uint64(60) {
 		s, err := kit.Check(RandomProgram(seed))
 		if err != nil {
@@ -52,6 +53,11 @@ func TestRandomProgramsRegisterDecoysAndRunReentrantSteps(t *testing.T) {
 	t.Logf("60 programs: %d objects, %d of them decoys; %d re-entrant operations", objects, decoys, reentrant)
 	if decoys == 0 || decoys == objects || reentrant == 0 {
 		t.Fatalf("60 programs: %d objects, %d of them decoys; %d re-entrant operations", objects, decoys, reentrant)
+	}
+	registered, destroyed := Decoys()
+	if registered-registeredBefore != uint64(decoys) || destroyed-destroyedBefore != uint64(decoys) {
+		t.Fatalf("60 programs registered %d decoys; the kit counted %d registered and %d destructor runs",
+			decoys, registered-registeredBefore, destroyed-destroyedBefore)
 	}
 }
 

@@ -49,11 +49,13 @@ func storeSpec() (*fuzzkit.Spec, fuzzkit.Kind) {
 	})
 	spec.Destroy(store, "docstore_free", func(h threadguard.Handle) error { return Handle(h).Free() })
 	spec.DestroyLater(store, "docstore_free_later", func(h threadguard.Handle) error { return Handle(h).FreeLater() })
+	spec.Tag(store, Tag) // re-entrant steps: each operation inside a borrow of its own store
 	return spec, store
 }
 
 // TestMisuseKitRandomPrograms runs seeded random misuse programs over a
-// Thread, a pinned goroutine, a Runner and an unpinned goroutine.
+// Thread, a pinned goroutine, a Runner and an unpinned goroutine, with the
+// kit's decoys and re-entrant steps.
 func TestMisuseKitRandomPrograms(t *testing.T) {
 	spec, _ := storeSpec()
 	kit := fuzzkit.New(spec)
@@ -71,8 +73,9 @@ func TestMisuseKitRandomPrograms(t *testing.T) {
 			total[code] += n
 		}
 	}
-	// Success, null handle, wrong thread, owner exited, stale.
-	for code := range 5 {
+	// Success, null handle, wrong thread, owner exited, stale, wrong type
+	// (the kit's decoys), busy (its re-entrant steps).
+	for code := range 7 {
 		if total[code] == 0 {
 			t.Errorf("no program got status %d: %v", code, total)
 		}

@@ -10,6 +10,11 @@ import (
 	"threadguard.dev/threadguard"
 )
 
+// Tag is the type tag docstore registers its stores with
+// (DOCSTORE_TYPE_TAG in docstore.h): a borrow of a store's handle
+// (threadguard.Handle.With) names it.
+const Tag = threadguard.Tag(C.DOCSTORE_TYPE_TAG)
+
 // Handle is a store's tg_handle. Its methods call the library on the
 // calling goroutine's current OS thread and do not route the call: on the
 // owner thread they work, anywhere else they return an error wrapping

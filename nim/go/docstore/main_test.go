@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"threadguard.dev/threadguard"
+	"threadguard.dev/threadguard/fuzzkit"
 )
 
 // TestMain checks, after every test has run and closed its owners, that
 // every store the process created was destroyed exactly once, on its owner:
 // by docstore's own counters, by the destroy log (each serial) and by
-// threadguard's counters.
+// threadguard's counters (which also count the misuse kit's decoys).
 func TestMain(m *testing.M) {
 	StartDestroyLog()
 	tgBefore, err := threadguard.ReadStats()
@@ -22,9 +23,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	dsBefore := ReadCounters()
+	decoysBefore, decoysDestroyedBefore := fuzzkit.Decoys()
 	code := m.Run()
 	if code == 0 {
-		if err := accountFor(tgBefore, dsBefore); err != nil {
+		if err := accountFor(tgBefore, dsBefore, decoysBefore, decoysDestroyedBefore); err != nil {
 			fmt.Fprintln(os.Stderr, "FAIL: destructor accounting:", err)
 			code = 1
 		}
@@ -32,7 +34,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func accountFor(tgBefore threadguard.Stats, dsBefore Counters) error {
+func accountFor(tgBefore threadguard.Stats, dsBefore Counters, decoysBefore, decoysDestroyedBefore uint64) error {
 	// Forgotten stores of the last tests may still wait for the garbage
 	// collector and their owner.
 	deadline := time.Now().Add(5 * time.Second)
@@ -50,6 +52,8 @@ func accountFor(tgBefore threadguard.Stats, dsBefore Counters) error {
 		return err
 	}
 	created := ds.Created - dsBefore.Created
+	decoys, decoysDestroyed := fuzzkit.Decoys()
+	decoys, decoysDestroyed = decoys-decoysBefore, decoysDestroyed-decoysDestroyedBefore
 	switch {
 	case ds.Created != ds.Destroyed:
 		return fmt.Errorf("docstore created %d stores and destroyed %d", ds.Created, ds.Destroyed)
@@ -58,9 +62,11 @@ func accountFor(tgBefore threadguard.Stats, dsBefore Counters) error {
 	case tg.Live != tgBefore.Live || tg.DeferredPending != 0:
 		return fmt.Errorf("threadguard: %d objects live (%d before), %d destroy requests pending",
 			tg.Live, tgBefore.Live, tg.DeferredPending)
-	case tg.Created-tgBefore.Created != created || tg.Destroyed-tgBefore.Destroyed != created:
-		return fmt.Errorf("threadguard registered %d and destroyed %d objects, docstore created %d stores",
-			tg.Created-tgBefore.Created, tg.Destroyed-tgBefore.Destroyed, created)
+	case decoysDestroyed != decoys:
+		return fmt.Errorf("the misuse kit registered %d decoys, and their destructor ran %d times", decoys, decoysDestroyed)
+	case tg.Created-tgBefore.Created != created+decoys || tg.Destroyed-tgBefore.Destroyed != created+decoys:
+		return fmt.Errorf("threadguard registered %d and destroyed %d objects, docstore created %d stores and the misuse kit %d decoys",
+			tg.Created-tgBefore.Created, tg.Destroyed-tgBefore.Destroyed, created, decoys)
 	}
 	runs, unrecorded := DestroyLogTotal()
 	if runs != created || unrecorded != 0 {
