@@ -1,21 +1,22 @@
 package fuzzkit
 
-// Programs: any byte string, read as a list of steps (the Rust kit's
-// format, over this kit's executors, plus re-entrant steps). Bytes are read
-// one at a time (0 once the input is used up) and every value means
-// something. Handles are described ("a live object of this executor",
-// "another's", "one whose owner exited", "a destroyed one", "a forged one")
-// and resolved against the model when the step runs.
+// Programs: any byte string, read as a list of steps (as in the Rust kit,
+// over this kit's executors, with re-entrant steps and without Cleanup).
+// Bytes are read one at a time (0 once the input is used up) and every
+// value means something. Handles are described ("a live object of this
+// executor", "another's", "one whose owner exited", "a destroyed one", "a
+// forged one") and resolved against the model when the step runs.
 //
-// A step is a slot byte, an action byte and, for an operation, an op byte,
-// the target's bytes and an arg byte. Action bytes: 0-79 a method, 80-129
-// a constructor, 130-164 a destructor, 165-189 a deferred destructor,
-// 190-204 a decoy, 205-214 RunPending, 215-229 an exit, 230-242 a
-// re-entrant operation (any operation of a kind with a tag; with none,
-// these read as the next range), 243-255 any operation. Decoys and
-// re-entrant steps came after the first programs: in those, action bytes
-// 190-194 were deferred destructors, 195-204 RunPending and 230-242 any
-// operation, so seeds saved before read differently from there on.
+// A step is a slot byte and an action byte, and for an operation an op
+// byte, the target's bytes and an arg byte. Action bytes: 0-79 a method,
+// 80-129 a constructor, 130-164 a destructor, 165-189 a deferred
+// destructor, 190-204 a decoy, 205-214 RunPending, 215-229 an exit, 230-242
+// a re-entrant step (an operation that takes a handle, of a kind with a
+// tag; its target is one index byte; without tags these bytes mean the next
+// range), 243-255 any operation. Decoys and re-entrant steps came after the
+// first programs: in those, action bytes 190-194 were deferred destructors,
+// 195-204 RunPending and 230-242 any operation, so seeds saved before read
+// differently from there on.
 
 // MaxSteps is the most steps a program runs (the rest of the input is
 // ignored).

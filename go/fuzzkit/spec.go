@@ -126,7 +126,9 @@ func (s *Spec) Call(k Kind, name string, fn func(h threadguard.Handle, arg uint6
 }
 
 // Destroy adds a destructor: it destroys the object now (owner only, type
-// checked). Documents success, the handle checks' errors and ErrPanic.
+// checked: tg_destroy alone takes an object of any type, so check the type
+// first, with a borrow). Documents success, the handle checks' errors and
+// ErrPanic.
 func (s *Spec) Destroy(k Kind, name string, fn func(h threadguard.Handle) error) *Op {
 	return s.add(&Op{name: name, kind: k, class: classDestroy, handle: fn,
 		documented: 1 | handleStatuses | mask(threadguard.ErrPanic)})
