@@ -286,11 +286,10 @@ func (m *model) start(slot int) error {
 
 // stopAll ends the executors of a program that failed, and waits until
 // their OS threads have exited, so that the next program starts from quiet
-// counters. If they all did, it releases the decoys (destroyed with their
-// owners); a release that fails leaves a decoy's record allocated, and the
-// program's failure is the report.
+// counters. It releases the decoys whose owner is known to have exited
+// (destroyed with it); a release that fails leaves a decoy's record
+// allocated, and the program's failure is the report.
 func (m *model) stopAll() {
-	exited := true
 	for slot, e := range m.execs {
 		if e == nil {
 			continue
@@ -298,16 +297,12 @@ func (m *model) stopAll() {
 		id := e.id()
 		_ = e.stop() // failing already: the wait below tells whether it ended
 		m.execs[slot] = nil
-		if id != 0 {
-			if waitExited(id) != nil {
-				exited = false
-			} else {
-				m.threads[id] = false
-			}
+		if id != 0 && waitExited(id) == nil {
+			m.threads[id] = false
 		}
 	}
 	for _, o := range m.objs {
-		if exited && o.decoy != nil {
+		if alive, known := m.threads[o.owner]; o.decoy != nil && known && !alive {
 			_ = o.decoy.release()
 		}
 	}
