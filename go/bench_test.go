@@ -13,11 +13,16 @@ import (
 	"threadguard.dev/threadguard/internal/affine"
 )
 
-// The benchmarks price one call on a thread-affine object six ways, to be
+// The benchmarks price one call on a thread-affine object seven ways, to be
 // read side by side (they assert nothing about time):
 //
-//	RawCgo         the C call itself, unchecked, on a locked goroutine: the
-//	               borrow function PinnedCall runs, with the same arguments
+//	CgoEmpty       an empty cgo call on a locked goroutine: the price of
+//	               crossing into C and back
+//	CgoUnchecked   the floor of PinnedCall: one cgo call with the same C
+//	               arguments and result (a handle by value, a type tag, the
+//	               borrow function, a Go-memory context; a status and a
+//	               message), so cgo checks the same one pointer, in which
+//	               the borrow function runs at once, unchecked
 //	PinnedCall     Object.Call on the owner goroutine: checked, one cgo call
 //	PinnedWith     Object.With on the goroutine that owns the object (a Go
 //	               callback from C inside the borrow)
@@ -27,6 +32,9 @@ import (
 //	               RunnerCallCancellable: the same with a cancellable context)
 //	LockedChannel  the hand-written alternative: a locked goroutine fed by a
 //	               channel, with no checks
+//
+// CgoEmpty, CgoUnchecked and PinnedCall come one after the other, so that
+// every round of go test -bench measures them within seconds of each other.
 //
 // RunnerPost prices the same call sent with Runner.Post, without waiting:
 // the runner's throughput, done callback included.
@@ -38,7 +46,20 @@ import (
 // has been idle for 1 ms costs: the process's CPU time over the next second,
 // as a share of one CPU (idle-cpu-%).
 
-func BenchmarkRawCgo(b *testing.B) {
+func BenchmarkCgoEmpty(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu := threadCPU(b)
+	for b.Loop() {
+		affine.Nop()
+	}
+	cpu.report()
+}
+
+// BenchmarkCgoUnchecked is PinnedCall without the library: the same C
+// borrow function and context, reached through a cgo call of the same shape
+// as Object.Call's, whose C side calls it at once.
+func BenchmarkCgoUnchecked(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	p, err := affine.New()
@@ -46,13 +67,38 @@ func BenchmarkRawCgo(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer affine.Destroy(p)
-	// The same C function and arguments as BenchmarkPinnedCall's checked call,
-	// so cgo's check of the Go pointer argument is priced in both.
-	one := new(int64)
+	obj, add, one := uintptr(p), affine.AddBorrow(), new(int64)
 	*one = 1
+	cpu := threadCPU(b)
 	for b.Loop() {
-		affine.AddDirect(p, unsafe.Pointer(one))
+		if st := affine.CallUnchecked(obj, affine.Tag, add, unsafe.Pointer(one)); st != 0 {
+			b.Fatal(st)
+		}
 	}
+	cpu.report()
+}
+
+// BenchmarkPinnedCall is the checked call that stays in C: one cgo call, in
+// which tg_with runs the C borrow function (no callback into Go). Its context
+// is Go memory, as Object.Call's documentation suggests, which cgo's pointer
+// check inspects on every call (GODEBUG cgocheck), here and in CgoUnchecked
+// alike.
+func BenchmarkPinnedCall(b *testing.B) {
+	o, err := New(affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	ctx := context.Background()
+	add, one := affine.AddBorrow(), new(int64)
+	*one = 1
+	cpu := threadCPU(b)
+	for b.Loop() {
+		if err := o.Call(ctx, add, unsafe.Pointer(one)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report()
 }
 
 func BenchmarkPinnedWith(b *testing.B) {
@@ -64,26 +110,6 @@ func BenchmarkPinnedWith(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		if err := o.With(ctx, add1); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkPinnedCall is the checked call that stays in C: one cgo call, in
-// which tg_with runs the C borrow function (no callback into Go). Its context
-// is Go memory, which cgo's pointer check inspects on every call (GODEBUG
-// cgocheck); RawCgo passes only a C pointer, which needs no check.
-func BenchmarkPinnedCall(b *testing.B) {
-	o, err := New(affine.Tag, affine.Destructor(), affine.New)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer o.Close()
-	ctx := context.Background()
-	add, one := affine.AddBorrow(), new(int64)
-	*one = 1
-	for b.Loop() {
-		if err := o.Call(ctx, add, unsafe.Pointer(one)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -180,6 +206,29 @@ func BenchmarkRunnerPost(b *testing.B) {
 	b.StopTimer()
 	if failed.Load() != 0 {
 		b.Fatalf("%d posted calls failed", failed.Load())
+	}
+}
+
+// cpuClock measures the CPU time of the calling OS thread over a benchmark
+// loop, for benchmarks locked to their thread (whose cgo calls run on it
+// too): unlike ns/op, it leaves out the time other processes take from the
+// thread.
+type cpuClock struct {
+	b     *testing.B
+	start time.Duration
+	ok    bool
+}
+
+func threadCPU(b *testing.B) cpuClock {
+	start, ok := threadCPUTime()
+	return cpuClock{b, start, ok}
+}
+
+// report adds the CPU time per iteration of the loop as cpu-ns/op.
+func (c cpuClock) report() {
+	end, ok := threadCPUTime()
+	if c.ok && ok && c.b.N > 0 {
+		c.b.ReportMetric(float64((end-c.start).Nanoseconds())/float64(c.b.N), "cpu-ns/op")
 	}
 }
 
