@@ -34,7 +34,9 @@ import (
 //	               channel, with no checks
 //
 // CgoEmpty, CgoUnchecked and PinnedCall come one after the other, so that
-// every round of go test -bench measures them within seconds of each other.
+// every round of go test -bench measures them within seconds of each other;
+// CallFloor makes the same three calls interleaved, in blocks timed
+// microseconds apart, and reports their ratios.
 //
 // RunnerPost prices the same call sent with Runner.Post, without waiting:
 // the runner's throughput, done callback included.
@@ -99,6 +101,79 @@ func BenchmarkPinnedCall(b *testing.B) {
 		}
 	}
 	cpu.report()
+}
+
+// BenchmarkCallFloor prices the three calls above against each other
+// within microseconds, where the separate benchmarks run a second apart: on
+// a shared machine speed changes in spells of seconds, which move separate
+// benchmarks by more than the difference between these calls. It makes
+// the calls in blocks of callBlock, one block of each way in turn (the
+// order alternating), timing each block, and reports the median time per
+// call of each way (empty-ns, unchecked-ns, checked-ns) and the medians of
+// the ratios of the blocks made one after the other (checked/unchecked,
+// unchecked/empty): a block slowed by preemption moves a few ratios, not
+// their median. An op is one call of each way.
+func BenchmarkCallFloor(b *testing.B) {
+	const callBlock = 256
+	o, err := New(affine.Tag, affine.Destructor(), affine.New) // locks the goroutine to its thread
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	p, err := affine.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer affine.Destroy(p)
+	ctx := context.Background()
+	obj, add, one := uintptr(p), affine.AddBorrow(), new(int64)
+	*one = 1
+	empty := func() {
+		for range callBlock {
+			affine.Nop()
+		}
+	}
+	unchecked := func() {
+		for range callBlock {
+			if st := affine.CallUnchecked(obj, affine.Tag, add, unsafe.Pointer(one)); st != 0 {
+				b.Fatal(st)
+			}
+		}
+	}
+	checked := func() {
+		for range callBlock {
+			if err := o.Call(ctx, add, unsafe.Pointer(one)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	timed := func(block func()) float64 {
+		start := time.Now()
+		block()
+		return float64(time.Since(start).Nanoseconds()) / callBlock
+	}
+	blocks := (b.N + callBlock - 1) / callBlock
+	e, u, c := make([]float64, blocks), make([]float64, blocks), make([]float64, blocks)
+	cu, ue := make([]float64, blocks), make([]float64, blocks)
+	b.ResetTimer()
+	for i := range blocks {
+		if i%2 == 0 {
+			e[i], u[i], c[i] = timed(empty), timed(unchecked), timed(checked)
+		} else {
+			c[i], u[i], e[i] = timed(checked), timed(unchecked), timed(empty)
+		}
+		cu[i], ue[i] = c[i]/u[i], u[i]/e[i]
+	}
+	b.StopTimer()
+	median := func(values []float64) float64 {
+		slices.Sort(values)
+		return values[len(values)/2]
+	}
+	b.ReportMetric(median(e), "empty-ns")
+	b.ReportMetric(median(u), "unchecked-ns")
+	b.ReportMetric(median(c), "checked-ns")
+	b.ReportMetric(median(cu), "checked/unchecked")
+	b.ReportMetric(median(ue), "unchecked/empty")
 }
 
 func BenchmarkPinnedWith(b *testing.B) {
