@@ -23,11 +23,24 @@ struct Results {
     values: BTreeMap<String, f64>,
     /// The lowest and highest of the runs, for the `go.` keys.
     ranges: BTreeMap<String, (f64, f64)>,
+    /// Every run in order, for the `go.` keys: the n-th of each is from the n-th round.
+    runs: BTreeMap<String, Vec<f64>>,
 }
 
 impl Results {
     fn get(&self, key: &str) -> Option<f64> {
         self.values.get(key).copied()
+    }
+
+    /// The median over the rounds of a / b, each ratio of two figures from the same round;
+    /// None unless both have the same number of runs.
+    fn round_ratio(&self, a: &str, b: &str) -> Option<f64> {
+        let (a, b) = (self.runs.get(a)?, self.runs.get(b)?);
+        if a.len() != b.len() || a.is_empty() {
+            return None;
+        }
+        let mut ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        Some(threadguard_bench::median(&mut ratios))
     }
 
     /// The median of the runs and their range: `1.10x (1.09x to 1.12x over 5 runs)`.
@@ -57,6 +70,7 @@ impl Results {
     fn load(dir: &Path) -> Results {
         let mut values = BTreeMap::new();
         let mut ranges = BTreeMap::new();
+        let mut go_runs_by_key = BTreeMap::new();
         for group in ["borrow"] {
             let Ok(entries) = std::fs::read_dir(dir.join("criterion").join(group)) else { continue };
             for entry in entries.flatten() {
@@ -92,13 +106,14 @@ impl Results {
         if let Ok(text) = std::fs::read_to_string(dir.join("go.txt")) {
             for (key, mut runs) in go_runs(&text) {
                 let key = format!("go.{key}");
+                go_runs_by_key.insert(key.clone(), runs.clone());
                 let median = threadguard_bench::median(&mut runs); // sorts them
                 ranges.insert(key.clone(), (runs[0], runs[runs.len() - 1]));
                 values.insert(format!("{key}.runs"), runs.len() as f64);
                 values.insert(key, median);
             }
         }
-        Results { dir: dir.to_owned(), values, ranges }
+        Results { dir: dir.to_owned(), values, ranges, runs: go_runs_by_key }
     }
 }
 
@@ -342,10 +357,8 @@ fn go(out: &mut String, r: &Results) {
         writeln!(out, "not run (see the `make bench` output)\n").unwrap();
         return;
     }
-    writeln!(out, "| call | time/op | vs unchecked cgo | vs channel-fed goroutine |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|").unwrap();
-    let raw = r.get("go.CgoUnchecked");
-    let channel = r.get("go.LockedChannel");
+    writeln!(out, "| call | time/op | thread CPU time/op | vs unchecked cgo | vs channel-fed goroutine |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|").unwrap();
     // The known benchmarks in a fixed order, then any others go/bench_test.go has.
     let known = GO_ROWS.iter().filter(|(key, _)| found.contains(key)).map(|(key, label)| (*key, (*label).to_owned()));
     let others = found
@@ -353,10 +366,22 @@ fn go(out: &mut String, r: &Results) {
         .filter(|name| !GO_ROWS.iter().any(|(key, _)| key == *name))
         .map(|name| (*name, format!("`Benchmark{name}`")));
     for (key, label) in known.chain(others) {
-        let value = r.get(&format!("go.{key}"));
-        writeln!(out, "| {label} | {} | {} | {} |", ns(value), ratio(value, raw), ratio(value, channel)).unwrap();
+        let key = format!("go.{key}");
+        let cpu = r.get(&format!("{key}.cpu-ns/op")).map_or_else(|| "-".into(), |v| ns(Some(v)));
+        let raw = show_ratio(r.round_ratio(&key, "go.CgoUnchecked"));
+        let channel = show_ratio(r.round_ratio(&key, "go.LockedChannel"));
+        writeln!(out, "| {label} | {} | {cpu} | {raw} | {channel} |", ns(r.get(&key))).unwrap();
     }
     writeln!(out).unwrap();
+    writeln!(
+        out,
+        "Ratios are medians over the rounds of the ratios within a round. The rows run one after \
+         the other, a second each, so two rows can land in different spells of a shared machine's \
+         speed; the thread CPU time (of the rows locked to their thread) leaves out the time other \
+         processes take from the thread, not those spells. The next table compares the first three \
+         calls interleaved microseconds apart, which the spells do not separate.\n"
+    )
+    .unwrap();
     call_floor(out, r);
 }
 
@@ -473,10 +498,10 @@ fn targets(out: &mut String, r: &Results) {
     if let Some(floor) = r.get("go.CallFloor.checked/unchecked") {
         rows.push((go_target, r.ratio_with_range("go.CallFloor.checked/unchecked"), Some(floor <= 1.15)));
     } else {
-        let go = ratio_of("go.PinnedCall", "go.CgoUnchecked");
+        let go = r.round_ratio("go.PinnedCall", "go.CgoUnchecked");
         rows.push((go_target, show_ratio(go), go.map(|v| v <= 1.15)));
     }
-    let thread_do = ratio_of("go.ThreadDo", "go.LockedChannel");
+    let thread_do = r.round_ratio("go.ThreadDo", "go.LockedChannel");
     rows.push((
         "Go `Thread.Do` faster than the channel-fed goroutine",
         show_ratio(thread_do),
@@ -570,6 +595,7 @@ mod tests {
             dir: PathBuf::new(),
             values: values.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
             ranges: BTreeMap::new(),
+            runs: BTreeMap::new(),
         };
         let mut out = String::new();
         targets(&mut out, &r);
@@ -606,6 +632,8 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("`BenchmarkCallFloor`  |"), "{out}");
+        // 90 ns against 60 ns in every round.
+        assert!(out.contains("| 90.00 ns | - | 1.50x | - |"), "{out}");
     }
 
     #[test]
