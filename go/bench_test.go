@@ -112,7 +112,10 @@ func BenchmarkPinnedCall(b *testing.B) {
 // call of each way (empty-ns, unchecked-ns, checked-ns) and the medians of
 // the ratios of the blocks made one after the other (checked/unchecked,
 // unchecked/empty): a block slowed by preemption moves a few ratios, not
-// their median. An op is one call of each way.
+// their median. The unchecked and the checked call are also made with a
+// context in C memory, whose pointer cgo's check dismisses at once
+// (unchecked-cmem-ns, checked-cmem-ns, checked/unchecked-cmem). An op is
+// one call of each way.
 func BenchmarkCallFloor(b *testing.B) {
 	const callBlock = 256
 	o, err := New(affine.Tag, affine.Destructor(), affine.New) // locks the goroutine to its thread
@@ -128,52 +131,77 @@ func BenchmarkCallFloor(b *testing.B) {
 	ctx := context.Background()
 	obj, add, one := uintptr(p), affine.AddBorrow(), new(int64)
 	*one = 1
-	empty := func() {
-		for range callBlock {
-			affine.Nop()
-		}
-	}
-	unchecked := func() {
-		for range callBlock {
-			if st := affine.CallUnchecked(obj, affine.Tag, add, unsafe.Pointer(one)); st != 0 {
-				b.Fatal(st)
+	cOne, free := affine.CInt64(1)
+	defer free()
+	unchecked := func(context unsafe.Pointer) func() {
+		return func() {
+			for range callBlock {
+				if st := affine.CallUnchecked(obj, affine.Tag, add, context); st != 0 {
+					b.Fatal(st)
+				}
 			}
 		}
 	}
-	checked := func() {
-		for range callBlock {
-			if err := o.Call(ctx, add, unsafe.Pointer(one)); err != nil {
-				b.Fatal(err)
+	checked := func(context unsafe.Pointer) func() {
+		return func() {
+			for range callBlock {
+				if err := o.Call(ctx, add, context); err != nil {
+					b.Fatal(err)
+				}
 			}
 		}
 	}
-	timed := func(block func()) float64 {
-		start := time.Now()
-		block()
-		return float64(time.Since(start).Nanoseconds()) / callBlock
+	type way struct {
+		unit  string
+		block func()
+		times []float64 // ns per call, by block
 	}
 	blocks := (b.N + callBlock - 1) / callBlock
-	e, u, c := make([]float64, blocks), make([]float64, blocks), make([]float64, blocks)
-	cu, ue := make([]float64, blocks), make([]float64, blocks)
+	ways := []*way{
+		{"empty-ns", func() {
+			for range callBlock {
+				affine.Nop()
+			}
+		}, nil},
+		{"unchecked-ns", unchecked(unsafe.Pointer(one)), nil},
+		{"checked-ns", checked(unsafe.Pointer(one)), nil},
+		{"unchecked-cmem-ns", unchecked(cOne), nil},
+		{"checked-cmem-ns", checked(cOne), nil},
+	}
+	for _, w := range ways {
+		w.times = make([]float64, blocks)
+	}
 	b.ResetTimer()
 	for i := range blocks {
-		if i%2 == 0 {
-			e[i], u[i], c[i] = timed(empty), timed(unchecked), timed(checked)
-		} else {
-			c[i], u[i], e[i] = timed(checked), timed(unchecked), timed(empty)
+		for k := range ways {
+			w := ways[k]
+			if i%2 == 1 {
+				w = ways[len(ways)-1-k]
+			}
+			start := time.Now()
+			w.block()
+			w.times[i] = float64(time.Since(start).Nanoseconds()) / callBlock
 		}
-		cu[i], ue[i] = c[i]/u[i], u[i]/e[i]
 	}
 	b.StopTimer()
 	median := func(values []float64) float64 {
+		values = slices.Clone(values)
 		slices.Sort(values)
 		return values[len(values)/2]
 	}
-	b.ReportMetric(median(e), "empty-ns")
-	b.ReportMetric(median(u), "unchecked-ns")
-	b.ReportMetric(median(c), "checked-ns")
-	b.ReportMetric(median(cu), "checked/unchecked")
-	b.ReportMetric(median(ue), "unchecked/empty")
+	ratio := func(a, b *way) float64 {
+		ratios := make([]float64, blocks)
+		for i := range ratios {
+			ratios[i] = a.times[i] / b.times[i]
+		}
+		return median(ratios)
+	}
+	for _, w := range ways {
+		b.ReportMetric(median(w.times), w.unit)
+	}
+	b.ReportMetric(ratio(ways[2], ways[1]), "checked/unchecked")
+	b.ReportMetric(ratio(ways[1], ways[0]), "unchecked/empty")
+	b.ReportMetric(ratio(ways[4], ways[3]), "checked/unchecked-cmem")
 }
 
 func BenchmarkPinnedWith(b *testing.B) {

@@ -16,6 +16,7 @@ package affine
 // program using this one links.
 
 // #cgo CFLAGS: -I${SRCDIR}/../../../include
+// #include <stdlib.h>
 // #include "affine.h"
 import "C"
 
@@ -60,6 +61,17 @@ func Nop() { C.affine_nop() }
 func CallUnchecked(obj uintptr, tag uint32, fn, context unsafe.Pointer) int32 {
 	h := C.tg_handle{key: C.uint64_t(obj)}
 	return int32(C.affine_call_unchecked(h, C.uint32_t(tag), C.tg_borrow_fn(fn), context).status)
+}
+
+// CInt64 returns C memory holding v (an int64_t, for a borrow function's
+// context), and the function that frees it.
+func CInt64(v int64) (unsafe.Pointer, func()) {
+	p := C.malloc(C.size_t(unsafe.Sizeof(C.int64_t(0))))
+	if p == nil {
+		panic("affine: out of memory")
+	}
+	*(*C.int64_t)(p) = C.int64_t(v)
+	return p, func() { C.free(p) }
 }
 
 // Destroy runs the destructor directly.

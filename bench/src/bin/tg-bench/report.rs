@@ -402,13 +402,15 @@ fn call_floor(out: &mut String, r: &Results) {
         ("empty-ns", "empty cgo call"),
         ("unchecked-ns", "unchecked cgo call of `Object.Call`'s shape"),
         ("checked-ns", "`Object.Call` on the pinned owner goroutine"),
+        ("unchecked-cmem-ns", "unchecked cgo call of `Object.Call`'s shape, context in C memory"),
+        ("checked-cmem-ns", "`Object.Call` on the pinned owner goroutine, context in C memory"),
     ] {
         writeln!(out, "| {label} | {} |", r.ns_with_range(&format!("go.CallFloor.{unit}"))).unwrap();
     }
     writeln!(out).unwrap();
     writeln!(out, "| ratio | value |").unwrap();
     writeln!(out, "|---|---:|").unwrap();
-    for unit in ["checked/unchecked", "unchecked/empty"] {
+    for unit in ["checked/unchecked", "unchecked/empty", "checked/unchecked-cmem"] {
         writeln!(out, "| {unit} | {} |", r.ratio_with_range(&format!("go.CallFloor.{unit}"))).unwrap();
     }
     writeln!(out).unwrap();
@@ -493,14 +495,21 @@ fn targets(out: &mut String, r: &Results) {
     let scale = r.get("threads.scaling_threadguard_with_ratio");
     rows.push(("2-thread per-thread cost within 10% of 1-thread", show_ratio(scale), scale.map(|v| v <= 1.10)));
     // Object.Call against an unchecked cgo call of the same shape: from the interleaved
-    // blocks of BenchmarkCallFloor if it ran, else from the separate benchmarks.
-    let go_target = "Go `Object.Call` at most 1.15x an unchecked cgo call of the same arguments";
+    // blocks of BenchmarkCallFloor if it ran, else from the separate benchmarks; with the
+    // context in Go memory (checked by cgo in both calls), and in C memory.
+    let go_target = "Go `Object.Call` at most 1.15x an unchecked cgo call of the same arguments (context in Go memory)";
     if let Some(floor) = r.get("go.CallFloor.checked/unchecked") {
         rows.push((go_target, r.ratio_with_range("go.CallFloor.checked/unchecked"), Some(floor <= 1.15)));
     } else {
         let go = r.round_ratio("go.PinnedCall", "go.CgoUnchecked");
         rows.push((go_target, show_ratio(go), go.map(|v| v <= 1.15)));
     }
+    let cmem = r.get("go.CallFloor.checked/unchecked-cmem");
+    rows.push((
+        "Go `Object.Call` at most 1.15x an unchecked cgo call of the same arguments (context in C memory)",
+        r.ratio_with_range("go.CallFloor.checked/unchecked-cmem"),
+        cmem.map(|v| v <= 1.15),
+    ));
     let thread_do = r.round_ratio("go.ThreadDo", "go.LockedChannel");
     rows.push((
         "Go `Thread.Do` faster than the channel-fed goroutine",
@@ -613,7 +622,8 @@ mod tests {
             format!(
                 "BenchmarkCgoUnchecked-2 100 60.0 ns/op\nBenchmarkPinnedCall-2 100 90.0 ns/op\n\
                  BenchmarkCallFloor-2 100 200 ns/op 49.5 checked-ns {ratio} checked/unchecked 25.0 empty-ns \
-                 45.0 unchecked-ns 1.8 unchecked/empty\n"
+                 45.0 unchecked-ns 1.8 unchecked/empty 43.0 checked-cmem-ns 37.0 unchecked-cmem-ns \
+                 1.16 checked/unchecked-cmem\n"
             )
         };
         // The separate benchmarks give 1.50x; the interleaved blocks 1.10x in the median run.
@@ -622,8 +632,11 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         let mut out = String::new();
         targets(&mut out, &r);
-        let row = out.lines().find(|line| line.contains("`Object.Call` at most 1.15x")).unwrap_or_default();
-        assert!(row.contains("| 1.10x (1.08x to 1.12x over 3 runs) | met |"), "{out}");
+        let row = |memory: &str| {
+            out.lines().find(|line| line.contains(&format!("(context in {memory} memory)"))).unwrap_or_default()
+        };
+        assert!(row("Go").contains("| 1.10x (1.08x to 1.12x over 3 runs) | met |"), "{out}");
+        assert!(row("C").contains("| 1.16x (1.16x to 1.16x over 3 runs) | **not met** |"), "{out}");
         let mut out = String::new();
         go(&mut out, &r);
         assert!(out.contains("| checked/unchecked | 1.10x (1.08x to 1.12x over 3 runs) |"), "{out}");
