@@ -13,11 +13,16 @@ import (
 	"threadguard.dev/threadguard/internal/affine"
 )
 
-// The benchmarks price one call on a thread-affine object six ways, to be
+// The benchmarks price one call on a thread-affine object seven ways, to be
 // read side by side (they assert nothing about time):
 //
-//	RawCgo         the C call itself, unchecked, on a locked goroutine: the
-//	               borrow function PinnedCall runs, with the same arguments
+//	CgoEmpty       an empty cgo call on a locked goroutine: the price of
+//	               crossing into C and back
+//	CgoUnchecked   the floor of PinnedCall: one cgo call with the same C
+//	               arguments and result (a handle by value, a type tag, the
+//	               borrow function, a Go-memory context; a status and a
+//	               message), so cgo checks the same one pointer, in which
+//	               the borrow function runs at once, unchecked
 //	PinnedCall     Object.Call on the owner goroutine: checked, one cgo call
 //	PinnedWith     Object.With on the goroutine that owns the object (a Go
 //	               callback from C inside the borrow)
@@ -27,6 +32,11 @@ import (
 //	               RunnerCallCancellable: the same with a cancellable context)
 //	LockedChannel  the hand-written alternative: a locked goroutine fed by a
 //	               channel, with no checks
+//
+// CgoEmpty, CgoUnchecked and PinnedCall come one after the other, so that
+// every round of go test -bench measures them within seconds of each other;
+// CallFloor makes the same three calls interleaved, in blocks timed
+// microseconds apart, and reports their ratios.
 //
 // RunnerPost prices the same call sent with Runner.Post, without waiting:
 // the runner's throughput, done callback included.
@@ -38,7 +48,20 @@ import (
 // has been idle for 1 ms costs: the process's CPU time over the next second,
 // as a share of one CPU (idle-cpu-%).
 
-func BenchmarkRawCgo(b *testing.B) {
+func BenchmarkCgoEmpty(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu := threadCPU(b)
+	for b.Loop() {
+		affine.Nop()
+	}
+	cpu.report()
+}
+
+// BenchmarkCgoUnchecked is PinnedCall without the library: the same C
+// borrow function and context, reached through a cgo call of the same shape
+// as Object.Call's, whose C side calls it at once.
+func BenchmarkCgoUnchecked(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	p, err := affine.New()
@@ -46,13 +69,139 @@ func BenchmarkRawCgo(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer affine.Destroy(p)
-	// The same C function and arguments as BenchmarkPinnedCall's checked call,
-	// so cgo's check of the Go pointer argument is priced in both.
-	one := new(int64)
+	obj, add, one := uintptr(p), affine.AddBorrow(), new(int64)
 	*one = 1
+	cpu := threadCPU(b)
 	for b.Loop() {
-		affine.AddDirect(p, unsafe.Pointer(one))
+		if st := affine.CallUnchecked(obj, affine.Tag, add, unsafe.Pointer(one)); st != 0 {
+			b.Fatal(st)
+		}
 	}
+	cpu.report()
+}
+
+// BenchmarkPinnedCall is the checked call that stays in C: one cgo call, in
+// which tg_with runs the C borrow function (no callback into Go). Its context
+// is Go memory, as Object.Call's documentation suggests, which cgo's pointer
+// check inspects on every call (GODEBUG cgocheck), here and in CgoUnchecked
+// alike.
+func BenchmarkPinnedCall(b *testing.B) {
+	o, err := New(affine.Tag, affine.Destructor(), affine.New)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	ctx := context.Background()
+	add, one := affine.AddBorrow(), new(int64)
+	*one = 1
+	cpu := threadCPU(b)
+	for b.Loop() {
+		if err := o.Call(ctx, add, unsafe.Pointer(one)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report()
+}
+
+// BenchmarkCallFloor prices the three calls above against each other
+// within microseconds, where the separate benchmarks run a second apart: on
+// a shared machine speed changes in spells of seconds, which move separate
+// benchmarks by more than the difference between these calls. It makes
+// the calls in blocks of callBlock, one block of each way in turn (the
+// order alternating), timing each block, and reports the median time per
+// call of each way (empty-ns, unchecked-ns, checked-ns) and the medians of
+// the ratios of the blocks made one after the other (checked/unchecked,
+// unchecked/empty): a block slowed by preemption moves a few ratios, not
+// their median. The unchecked and the checked call are also made with a
+// context in C memory, whose pointer cgo's check dismisses at once
+// (unchecked-cmem-ns, checked-cmem-ns, checked/unchecked-cmem). An op is
+// one call of each way.
+func BenchmarkCallFloor(b *testing.B) {
+	const callBlock = 256
+	o, err := New(affine.Tag, affine.Destructor(), affine.New) // locks the goroutine to its thread
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.Close()
+	p, err := affine.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer affine.Destroy(p)
+	ctx := context.Background()
+	obj, add, one := uintptr(p), affine.AddBorrow(), new(int64)
+	*one = 1
+	cOne, free := affine.CInt64(1)
+	defer free()
+	unchecked := func(context unsafe.Pointer) func() {
+		return func() {
+			for range callBlock {
+				if st := affine.CallUnchecked(obj, affine.Tag, add, context); st != 0 {
+					b.Fatal(st)
+				}
+			}
+		}
+	}
+	checked := func(context unsafe.Pointer) func() {
+		return func() {
+			for range callBlock {
+				if err := o.Call(ctx, add, context); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	type way struct {
+		unit  string
+		block func()
+		times []float64 // ns per call, by block
+	}
+	blocks := (b.N + callBlock - 1) / callBlock
+	ways := []*way{
+		{"empty-ns", func() {
+			for range callBlock {
+				affine.Nop()
+			}
+		}, nil},
+		{"unchecked-ns", unchecked(unsafe.Pointer(one)), nil},
+		{"checked-ns", checked(unsafe.Pointer(one)), nil},
+		{"unchecked-cmem-ns", unchecked(cOne), nil},
+		{"checked-cmem-ns", checked(cOne), nil},
+	}
+	for _, w := range ways {
+		w.times = make([]float64, blocks)
+	}
+	b.ResetTimer()
+	for i := range blocks {
+		for k := range ways {
+			w := ways[k]
+			if i%2 == 1 {
+				w = ways[len(ways)-1-k]
+			}
+			start := time.Now()
+			w.block()
+			w.times[i] = float64(time.Since(start).Nanoseconds()) / callBlock
+		}
+	}
+	b.StopTimer()
+	median := func(values []float64) float64 {
+		values = slices.Clone(values)
+		slices.Sort(values)
+		return values[len(values)/2]
+	}
+	ratio := func(a, b *way) float64 {
+		ratios := make([]float64, blocks)
+		for i := range ratios {
+			ratios[i] = a.times[i] / b.times[i]
+		}
+		return median(ratios)
+	}
+	for _, w := range ways {
+		b.ReportMetric(median(w.times), w.unit)
+	}
+	b.ReportMetric(ratio(ways[2], ways[1]), "checked/unchecked")
+	b.ReportMetric(ratio(ways[1], ways[0]), "unchecked/empty")
+	b.ReportMetric(ratio(ways[4], ways[3]), "checked/unchecked-cmem")
 }
 
 func BenchmarkPinnedWith(b *testing.B) {
@@ -64,26 +213,6 @@ func BenchmarkPinnedWith(b *testing.B) {
 	ctx := context.Background()
 	for b.Loop() {
 		if err := o.With(ctx, add1); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkPinnedCall is the checked call that stays in C: one cgo call, in
-// which tg_with runs the C borrow function (no callback into Go). Its context
-// is Go memory, which cgo's pointer check inspects on every call (GODEBUG
-// cgocheck); RawCgo passes only a C pointer, which needs no check.
-func BenchmarkPinnedCall(b *testing.B) {
-	o, err := New(affine.Tag, affine.Destructor(), affine.New)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer o.Close()
-	ctx := context.Background()
-	add, one := affine.AddBorrow(), new(int64)
-	*one = 1
-	for b.Loop() {
-		if err := o.Call(ctx, add, unsafe.Pointer(one)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -180,6 +309,29 @@ func BenchmarkRunnerPost(b *testing.B) {
 	b.StopTimer()
 	if failed.Load() != 0 {
 		b.Fatalf("%d posted calls failed", failed.Load())
+	}
+}
+
+// cpuClock measures the CPU time of the calling OS thread over a benchmark
+// loop, for benchmarks locked to their thread (whose cgo calls run on it
+// too): unlike ns/op, it leaves out the time other processes take from the
+// thread.
+type cpuClock struct {
+	b     *testing.B
+	start time.Duration
+	ok    bool
+}
+
+func threadCPU(b *testing.B) cpuClock {
+	start, ok := threadCPUTime()
+	return cpuClock{b, start, ok}
+}
+
+// report adds the CPU time per iteration of the loop as cpu-ns/op.
+func (c cpuClock) report() {
+	end, ok := threadCPUTime()
+	if c.ok && ok && c.b.N > 0 {
+		c.b.ReportMetric(float64((end-c.start).Nanoseconds())/float64(c.b.N), "cpu-ns/op")
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 	"time"
+	"unsafe"
 
 	"threadguard.dev/threadguard/internal/affine"
 )
@@ -40,6 +41,24 @@ func TestForgottenThreadObjectsAreDestroyedOnTheirThread(t *testing.T) {
 // Objects dropped on a pinned goroutine are destroyed on its thread at its
 // next call into the library, and the locks they held are released.
 func TestForgottenPinnedObjectsAreDestroyedOnTheirGoroutine(t *testing.T) {
+	forgetPinnedObjects(t, func(*Object) error { return RunPending() })
+}
+
+// Object.Call on a pinned object makes its cgo call itself, not through
+// Handle.Call: it settles the owed unlocks too.
+func TestObjectCallSettlesTheUnlocksOfForgottenObjects(t *testing.T) {
+	add, one := affine.AddBorrow(), new(int64)
+	*one = 1
+	forgetPinnedObjects(t, func(keep *Object) error {
+		return keep.Call(context.Background(), add, unsafe.Pointer(one))
+	})
+}
+
+// forgetPinnedObjects drops objects pinned to a goroutine, which keeps one
+// more, and has it call poll with the one it keeps until the dropped ones
+// are destroyed on its thread and their locks released; once it closes the
+// one it keeps, the goroutine must be free to move.
+func forgetPinnedObjects(t *testing.T, poll func(keep *Object) error) {
 	const n = 100
 	churn(t)
 	type report struct {
@@ -52,6 +71,12 @@ func TestForgottenPinnedObjectsAreDestroyedOnTheirGoroutine(t *testing.T) {
 	moved := make(chan bool, 1)
 	go func() {
 		r := report{owner: CurrentThreadID()}
+		keep, err := New(affine.Tag, affine.Destructor(), affine.New)
+		if err != nil {
+			r.err = err
+			forgotten <- r
+			return
+		}
 		for range n {
 			if _, err := New(affine.Tag, affine.Destructor(), createAffine(&r.serials)); err != nil {
 				r.err = err
@@ -63,9 +88,12 @@ func TestForgottenPinnedObjectsAreDestroyedOnTheirGoroutine(t *testing.T) {
 		// Each poll is a call into the library on the owner thread: it runs
 		// the queued destruction and settles the owed unlocks.
 		for range check {
-			if err := RunPending(); err != nil {
+			if err := poll(keep); err != nil {
 				panic(err)
 			}
+		}
+		if err := keep.Close(); err != nil {
+			panic(err)
 		}
 		// With every lock released, the goroutine is free to move again.
 		deadline := time.Now().Add(patience)
@@ -82,13 +110,13 @@ func TestForgottenPinnedObjectsAreDestroyedOnTheirGoroutine(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	poll := func() { check <- struct{}{} }
+	nudge := func() { check <- struct{}{} }
 	eventually(t, "every forgotten object to be destroyed", func() bool {
-		poll()
+		nudge()
 		return destroyedOnceOn(t, r.owner, r.serials)
 	})
 	eventually(t, "the owed unlocks to be paid", func() bool {
-		poll()
+		nudge()
 		return pins.owing() == 0
 	})
 	close(check)

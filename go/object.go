@@ -177,14 +177,26 @@ func (o *Object) With(ctx context.Context, fn func(obj unsafe.Pointer) error) er
 // results: the caller waits until fn has run, so the results need no C
 // allocation. For results from Go code, see Compute.
 func (o *Object) Call(ctx context.Context, fn, context unsafe.Pointer) error {
-	var err error
-	if do := o.route(); do != nil {
-		err = do(ctx, func() error { return o.h.Call(o.tag, fn, context) })
-	} else if err = ctx.Err(); err == nil {
-		err = o.h.Call(o.tag, fn, context)
+	if o.owner != nil {
+		return o.callOnOwner(ctx, fn, context)
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// o.h.Call(o.tag, fn, context), written out: the calling goroutine's
+	// check, the hot path of Go code that stays in C, then costs one Go
+	// frame on top of the cgo call, as a cgo call of the same arguments does.
+	pins.settle()
+	err := checkResult("tg_with", C.tgo_call(o.h.c(), C.uint32_t(o.tag), C.tg_borrow_fn(fn), context))
 	runtime.KeepAlive(o)
 	return err
+}
+
+// callOnOwner is Call for an object bound to a Thread, a Runner or the
+// MainThread: the call runs there.
+func (o *Object) callOnOwner(ctx context.Context, fn, context unsafe.Pointer) error {
+	defer runtime.KeepAlive(o)
+	return o.owner.Do(ctx, func() error { return o.h.Call(o.tag, fn, context) })
 }
 
 // Close destroys the object on its owner thread, running its destructor,

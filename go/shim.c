@@ -26,18 +26,6 @@ char *tgo_last_error(void) {
 	return message;
 }
 
-static tgo_result tgo_result_of(tg_status status) {
-	tgo_result r = {status, NULL};
-	if (status != TG_OK) {
-		r.message = tgo_last_error();
-	}
-	return r;
-}
-
-tgo_result tgo_call(tg_handle h, uint32_t type_tag, tg_borrow_fn fn, void *context) {
-	return tgo_result_of(tg_with(h, type_tag, fn, context));
-}
-
 tgo_result tgo_with(tg_handle h, uint32_t type_tag, uintptr_t ctx) {
 	return tgo_call(h, type_tag, tgo_borrow, (void *)ctx);
 }

@@ -19,8 +19,16 @@ typedef struct {
  * NULL if it could not be allocated. */
 char *tgo_last_error(void);
 
-/* tg_with, returning its status with its message. */
-tgo_result tgo_call(tg_handle h, uint32_t type_tag, tg_borrow_fn fn, void *context);
+/* tg_with, returning its status with its message. Inline, so that the C side
+ * of the cgo call (compiled with the preamble that includes this header)
+ * calls tg_with directly. */
+static inline tgo_result tgo_call(tg_handle h, uint32_t type_tag, tg_borrow_fn fn, void *context) {
+	tgo_result r = {tg_with(h, type_tag, fn, context), NULL};
+	if (r.status != TG_OK) {
+		r.message = tgo_last_error();
+	}
+	return r;
+}
 
 /* tgo_call with the package's borrow trampoline; ctx is a cgo.Handle. */
 tgo_result tgo_with(tg_handle h, uint32_t type_tag, uintptr_t ctx);

@@ -116,6 +116,14 @@ void affine_add_borrow(void *object, void *context) {
 	affine_add((affine *)object, *(const int64_t *)context);
 }
 
+void affine_nop(void) {}
+
+affine_call_result affine_call_unchecked(tg_handle h, uint32_t type_tag, tg_borrow_fn fn, void *context) {
+	(void)type_tag;
+	fn((void *)(uintptr_t)h.key, context);
+	return (affine_call_result){TG_OK, NULL};
+}
+
 int64_t affine_value(const affine *a) {
 	note_misuse(a);
 	return *slot_ref(a->slot);

@@ -16,6 +16,7 @@ package affine
 // program using this one links.
 
 // #cgo CFLAGS: -I${SRCDIR}/../../../include
+// #include <stdlib.h>
 // #include "affine.h"
 import "C"
 
@@ -46,6 +47,32 @@ func AddBorrow() unsafe.Pointer { return unsafe.Pointer(C.affine_add_borrow) }
 // AddDirect calls affine_add_borrow(obj, context) directly, unchecked: what
 // a checked Handle.Call with AddBorrow runs, without the checks.
 func AddDirect(obj, context unsafe.Pointer) { C.affine_add_borrow(obj, context) }
+
+// Nop makes an empty cgo call (affine_nop): the price of crossing into C
+// and back.
+func Nop() { C.affine_nop() }
+
+// CallUnchecked calls affine_call_unchecked: one cgo call with the C
+// arguments and result of a checked Handle.Call (a handle by value, a type
+// tag, a borrow function and its context; a status and a message), in which
+// fn runs at once on the object at address obj, with no lookup and no
+// check. Like Handle.Call, it passes no pointer for cgo to check but
+// context. It returns the status (always TG_OK).
+func CallUnchecked(obj uintptr, tag uint32, fn, context unsafe.Pointer) int32 {
+	h := C.tg_handle{key: C.uint64_t(obj)}
+	return int32(C.affine_call_unchecked(h, C.uint32_t(tag), C.tg_borrow_fn(fn), context).status)
+}
+
+// CInt64 returns C memory holding v (an int64_t, for a borrow function's
+// context), and the function that frees it.
+func CInt64(v int64) (unsafe.Pointer, func()) {
+	p := C.malloc(C.size_t(unsafe.Sizeof(C.int64_t(0))))
+	if p == nil {
+		panic("affine: out of memory")
+	}
+	*(*C.int64_t)(p) = C.int64_t(v)
+	return p, func() { C.free(p) }
+}
 
 // Destroy runs the destructor directly.
 func Destroy(obj unsafe.Pointer) { C.affine_destroy(obj) }

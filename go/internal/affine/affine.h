@@ -25,6 +25,18 @@ int64_t affine_add(affine *a, int64_t n);
 /* A tg_borrow_fn: adds *(int64_t *)context to the object. For checked calls
  * that stay in C (tg_with(h, AFFINE_TAG, affine_add_borrow, &n)). */
 void affine_add_borrow(void *object, void *context);
+/* The floors of a checked Handle.Call, for the benchmarks. affine_nop does
+ * nothing: an empty cgo call. affine_call_unchecked has the C arguments and
+ * result of the Go package's checked call (a handle by value, a type tag, a
+ * borrow function and its context; a status and a message) and does the
+ * same work with no lookup and no check: fn runs at once on the object whose
+ * address is the handle's key word, and the status is TG_OK. */
+typedef struct {
+	tg_status status;
+	char *message;
+} affine_call_result;
+void affine_nop(void);
+affine_call_result affine_call_unchecked(tg_handle h, uint32_t type_tag, tg_borrow_fn fn, void *context);
 /* Returns the object's value. */
 int64_t affine_value(const affine *a);
 /* Process-unique serial number of the object (from 1). */

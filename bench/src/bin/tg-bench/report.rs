@@ -7,7 +7,8 @@
 //! - `threads.tsv`: `tg-bench threads` (1 against 2 threads, the runner);
 //! - `c.tsv`: the C harness, one line per operation and run (`name  median  min  max`, ns/op);
 //! - `callgrind/<lang>.<name>.<iters>.out`: callgrind profiles of one measured loop each;
-//! - `go.txt`: raw `go test -bench` output (the median of its runs is used);
+//! - `go.txt`: raw `go test -bench` output (the median of its runs is used, and the range of
+//!   the runs where the report gives one);
 //! - `load-start`, `load-end`: `/proc/loadavg` when the measurements began and ended.
 
 use std::collections::BTreeMap;
@@ -15,10 +16,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Every figure found, by key: `borrow.<bench>` (ns), `c.<op>` (ns), `go.<Benchmark>` (ns),
-/// `scale.<key>`, `threads.<key>`, `ir.<lang>.<name>` (instructions/op).
+/// `go.<Benchmark>.<unit>` (a metric the benchmark reports besides ns/op), `scale.<key>`,
+/// `threads.<key>`, `ir.<lang>.<name>` (instructions/op).
 struct Results {
     dir: PathBuf,
     values: BTreeMap<String, f64>,
+    /// The lowest and highest of the runs, for the `go.` keys.
+    ranges: BTreeMap<String, (f64, f64)>,
+    /// Every run in order, for the `go.` keys: the n-th of each is from the n-th round.
+    runs: BTreeMap<String, Vec<f64>>,
 }
 
 impl Results {
@@ -26,8 +32,45 @@ impl Results {
         self.values.get(key).copied()
     }
 
+    /// The median over the rounds of a / b, each ratio of two figures from the same round;
+    /// None unless both have the same number of runs.
+    fn round_ratio(&self, a: &str, b: &str) -> Option<f64> {
+        let (a, b) = (self.runs.get(a)?, self.runs.get(b)?);
+        if a.len() != b.len() || a.is_empty() {
+            return None;
+        }
+        let mut ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        Some(threadguard_bench::median(&mut ratios))
+    }
+
+    /// The median of the runs and their range: `1.10x (1.09x to 1.12x over 5 runs)`.
+    fn ratio_with_range(&self, key: &str) -> String {
+        match (self.get(key), self.ranges.get(key)) {
+            (Some(median), Some(&(low, high))) => format!(
+                "{} ({} to {} over {} runs)",
+                show_ratio(Some(median)),
+                show_ratio(Some(low)),
+                show_ratio(Some(high)),
+                self.get(&format!("{key}.runs")).unwrap_or(0.0)
+            ),
+            _ => "-".into(),
+        }
+    }
+
+    /// As ratio_with_range, for times.
+    fn ns_with_range(&self, key: &str) -> String {
+        match (self.get(key), self.ranges.get(key)) {
+            (Some(median), Some(&(low, high))) => {
+                format!("{} ({} to {})", ns(Some(median)), ns(Some(low)), ns(Some(high)))
+            }
+            _ => "not run".into(),
+        }
+    }
+
     fn load(dir: &Path) -> Results {
         let mut values = BTreeMap::new();
+        let mut ranges = BTreeMap::new();
+        let mut go_runs_by_key = BTreeMap::new();
         for group in ["borrow"] {
             let Ok(entries) = std::fs::read_dir(dir.join("criterion").join(group)) else { continue };
             for entry in entries.flatten() {
@@ -61,11 +104,16 @@ impl Results {
             }
         }
         if let Ok(text) = std::fs::read_to_string(dir.join("go.txt")) {
-            for (name, mut runs) in go_runs(&text) {
-                values.insert(format!("go.{name}"), threadguard_bench::median(&mut runs));
+            for (key, mut runs) in go_runs(&text) {
+                let key = format!("go.{key}");
+                go_runs_by_key.insert(key.clone(), runs.clone());
+                let median = threadguard_bench::median(&mut runs); // sorts them
+                ranges.insert(key.clone(), (runs[0], runs[runs.len() - 1]));
+                values.insert(format!("{key}.runs"), runs.len() as f64);
+                values.insert(key, median);
             }
         }
-        Results { dir: dir.to_owned(), values }
+        Results { dir: dir.to_owned(), values, ranges, runs: go_runs_by_key }
     }
 }
 
@@ -92,19 +140,23 @@ fn callgrind_per_op(path: &Path, file: &str) -> Option<(String, f64)> {
     Some((format!("ir.{lang}.{name}"), total / iters))
 }
 
-/// `BenchmarkRawCgo-2   1000000   95.2 ns/op` lines, grouped by name without the `-N` suffix.
+/// `BenchmarkCgoEmpty-2   1000000   95.2 ns/op   1.10 checked/unchecked` lines, grouped by
+/// name without the `-N` suffix: ns/op under the name, any other metric under `name.unit`.
 fn go_runs(text: &str) -> BTreeMap<String, Vec<f64>> {
     let mut runs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let Some(name) = fields.first().and_then(|name| name.strip_prefix("Benchmark")) else { continue };
-        let Some(position) = fields.iter().position(|field| *field == "ns/op") else { continue };
-        let Some(Ok(ns)) = position.checked_sub(1).map(|at| fields[at].parse::<f64>()) else { continue };
         let name = match name.rsplit_once('-') {
             Some((base, procs)) if procs.chars().all(|c| c.is_ascii_digit()) => base,
             _ => name,
         };
-        runs.entry(name.to_owned()).or_default().push(ns);
+        // Name, iterations, then value-unit pairs.
+        for pair in fields.get(2..).unwrap_or_default().chunks_exact(2) {
+            let Ok(value) = pair[0].parse::<f64>() else { continue };
+            let key = if pair[1] == "ns/op" { name.to_owned() } else { format!("{name}.{}", pair[1]) };
+            runs.entry(key).or_default().push(value);
+        }
     }
     runs
 }
@@ -277,7 +329,8 @@ fn scaling(out: &mut String, r: &Results) {
 }
 
 const GO_ROWS: &[(&str, &str)] = &[
-    ("RawCgo", "raw cgo call of the same C function, no checks (the floor)"),
+    ("CgoEmpty", "empty cgo call (`void f(void)`)"),
+    ("CgoUnchecked", "unchecked cgo call of `Object.Call`'s shape, running the same C borrow function (the floor)"),
     ("PinnedCall", "checked call on the pinned owner goroutine, staying in C (`Object.Call`: one cgo call)"),
     ("PinnedWith", "checked call on the pinned owner goroutine with a Go callback (`Object.With`)"),
     ("ThreadDo", "checked call from another goroutine, routed to a `Thread`"),
@@ -289,18 +342,23 @@ const GO_ROWS: &[(&str, &str)] = &[
     ("LockedChannel", "hand-written alternative: locked goroutine fed by a channel, no checks"),
 ];
 
+/// Go benchmarks with a table of their own instead of a row.
+const GO_OWN_TABLE: &[&str] = &["CallFloor"];
+
 fn go(out: &mut String, r: &Results) {
     writeln!(out, "## Go (median of the runs of `go test -bench`)\n").unwrap();
-    let found: Vec<&str> =
-        r.values.keys().filter_map(|key| key.strip_prefix("go.")).filter(|name| !name.contains('.')).collect();
+    let found: Vec<&str> = r
+        .values
+        .keys()
+        .filter_map(|key| key.strip_prefix("go."))
+        .filter(|name| !name.contains('.') && !GO_OWN_TABLE.contains(name))
+        .collect();
     if found.is_empty() {
         writeln!(out, "not run (see the `make bench` output)\n").unwrap();
         return;
     }
-    writeln!(out, "| call | time/op | vs raw cgo | vs channel-fed goroutine |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|").unwrap();
-    let raw = r.get("go.RawCgo");
-    let channel = r.get("go.LockedChannel");
+    writeln!(out, "| call | time/op | thread CPU time/op | vs unchecked cgo | vs channel-fed goroutine |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|").unwrap();
     // The known benchmarks in a fixed order, then any others go/bench_test.go has.
     let known = GO_ROWS.iter().filter(|(key, _)| found.contains(key)).map(|(key, label)| (*key, (*label).to_owned()));
     let others = found
@@ -308,8 +366,52 @@ fn go(out: &mut String, r: &Results) {
         .filter(|name| !GO_ROWS.iter().any(|(key, _)| key == *name))
         .map(|name| (*name, format!("`Benchmark{name}`")));
     for (key, label) in known.chain(others) {
-        let value = r.get(&format!("go.{key}"));
-        writeln!(out, "| {label} | {} | {} | {} |", ns(value), ratio(value, raw), ratio(value, channel)).unwrap();
+        let key = format!("go.{key}");
+        let cpu = r.get(&format!("{key}.cpu-ns/op")).map_or_else(|| "-".into(), |v| ns(Some(v)));
+        let raw = show_ratio(r.round_ratio(&key, "go.CgoUnchecked"));
+        let channel = show_ratio(r.round_ratio(&key, "go.LockedChannel"));
+        writeln!(out, "| {label} | {} | {cpu} | {raw} | {channel} |", ns(r.get(&key))).unwrap();
+    }
+    writeln!(out).unwrap();
+    writeln!(
+        out,
+        "Ratios are medians over the rounds of the ratios within a round. The rows run one after \
+         the other, a second each, so two rows can land in different spells of a shared machine's \
+         speed; the thread CPU time (of the rows locked to their thread) leaves out the time other \
+         processes take from the thread, not those spells. The next table compares the first three \
+         calls interleaved microseconds apart, which the spells do not separate.\n"
+    )
+    .unwrap();
+    call_floor(out, r);
+}
+
+/// `BenchmarkCallFloor`: the three calls of the Go floor, interleaved in timed blocks.
+fn call_floor(out: &mut String, r: &Results) {
+    if r.get("go.CallFloor.checked/unchecked").is_none() {
+        return;
+    }
+    writeln!(
+        out,
+        "`Object.Call` against its floors, interleaved (`BenchmarkCallFloor`: blocks of each call in turn, \
+         medians of the blocks in each run; the median of the runs, and their range):\n"
+    )
+    .unwrap();
+    writeln!(out, "| call | time/call |").unwrap();
+    writeln!(out, "|---|---:|").unwrap();
+    for (unit, label) in [
+        ("empty-ns", "empty cgo call"),
+        ("unchecked-ns", "unchecked cgo call of `Object.Call`'s shape"),
+        ("checked-ns", "`Object.Call` on the pinned owner goroutine"),
+        ("unchecked-cmem-ns", "unchecked cgo call of `Object.Call`'s shape, context in C memory"),
+        ("checked-cmem-ns", "`Object.Call` on the pinned owner goroutine, context in C memory"),
+    ] {
+        writeln!(out, "| {label} | {} |", r.ns_with_range(&format!("go.CallFloor.{unit}"))).unwrap();
+    }
+    writeln!(out).unwrap();
+    writeln!(out, "| ratio | value |").unwrap();
+    writeln!(out, "|---|---:|").unwrap();
+    for unit in ["checked/unchecked", "unchecked/empty", "checked/unchecked-cmem"] {
+        writeln!(out, "| {unit} | {} |", r.ratio_with_range(&format!("go.CallFloor.{unit}"))).unwrap();
     }
     writeln!(out).unwrap();
 }
@@ -392,16 +494,23 @@ fn targets(out: &mut String, r: &Results) {
     ));
     let scale = r.get("threads.scaling_threadguard_with_ratio");
     rows.push(("2-thread per-thread cost within 10% of 1-thread", show_ratio(scale), scale.map(|v| v <= 1.10)));
-    // The checked call that does the same work as the raw call (in C), if go/ has it.
-    let checked = if r.get("go.PinnedCall").is_some() { "go.PinnedCall" } else { "go.PinnedWith" };
-    let go = ratio_of(checked, "go.RawCgo");
-    let go_target = if checked == "go.PinnedCall" {
-        "Go checked call (`Object.Call`) within 1.10x of raw cgo"
+    // Object.Call against an unchecked cgo call of the same shape: from the interleaved
+    // blocks of BenchmarkCallFloor if it ran, else from the separate benchmarks; with the
+    // context in Go memory (checked by cgo in both calls), and in C memory.
+    let go_target = "Go `Object.Call` at most 1.15x an unchecked cgo call of the same arguments (context in Go memory)";
+    if let Some(floor) = r.get("go.CallFloor.checked/unchecked") {
+        rows.push((go_target, r.ratio_with_range("go.CallFloor.checked/unchecked"), Some(floor <= 1.15)));
     } else {
-        "Go checked call (`Object.With`) within 1.10x of raw cgo"
-    };
-    rows.push((go_target, show_ratio(go), go.map(|v| v <= 1.10)));
-    let thread_do = ratio_of("go.ThreadDo", "go.LockedChannel");
+        let go = r.round_ratio("go.PinnedCall", "go.CgoUnchecked");
+        rows.push((go_target, show_ratio(go), go.map(|v| v <= 1.15)));
+    }
+    let cmem = r.get("go.CallFloor.checked/unchecked-cmem");
+    rows.push((
+        "Go `Object.Call` at most 1.15x an unchecked cgo call of the same arguments (context in C memory)",
+        r.ratio_with_range("go.CallFloor.checked/unchecked-cmem"),
+        cmem.map(|v| v <= 1.15),
+    ));
+    let thread_do = r.round_ratio("go.ThreadDo", "go.LockedChannel");
     rows.push((
         "Go `Thread.Do` faster than the channel-fed goroutine",
         show_ratio(thread_do),
@@ -464,11 +573,12 @@ mod tests {
 
     #[test]
     fn go_runs_are_grouped_by_name_without_the_procs_suffix() {
-        let text = "goos: linux\nBenchmarkRawCgo-2   \t 1000\t  95.5 ns/op\nBenchmarkRawCgo-2 1000 97.5 ns/op\n\
+        let text = "goos: linux\nBenchmarkCgoEmpty-2   \t 1000\t  95.5 ns/op\nBenchmarkCgoEmpty-2 1000 97.5 ns/op\n\
                     BenchmarkThreadDo 10 1200 ns/op 16 B/op\nPASS\n";
         let runs = go_runs(text);
-        assert_eq!(runs["RawCgo"], vec![95.5, 97.5]);
+        assert_eq!(runs["CgoEmpty"], vec![95.5, 97.5]);
         assert_eq!(runs["ThreadDo"], vec![1200.0]);
+        assert_eq!(runs["ThreadDo.B/op"], vec![16.0]);
     }
 
     #[test]
@@ -490,13 +600,53 @@ mod tests {
             ("ir.c.tg_with_wrong_thread", 200.0),
             ("ir.c.tg_with_owner_exited", 190.0),
         ];
-        let r = Results { dir: PathBuf::new(), values: values.iter().map(|&(k, v)| (k.to_owned(), v)).collect() };
+        let r = Results {
+            dir: PathBuf::new(),
+            values: values.iter().map(|&(k, v)| (k.to_owned(), v)).collect(),
+            ranges: BTreeMap::new(),
+            runs: BTreeMap::new(),
+        };
         let mut out = String::new();
         targets(&mut out, &r);
         let row = |target: &str| out.lines().find(|line| line.contains(target)).unwrap_or_default().to_owned();
         assert!(row("at most 50 instructions over").contains("+50 instructions | met"), "{out}");
         assert!(row("at most 50 instructions per call").contains("51 instructions | **not met**"), "{out}");
         assert!(row("at most 200 instructions each").contains("150 / 200 / 190 | met"), "{out}");
+    }
+
+    #[test]
+    fn go_floor_target_is_judged_from_the_interleaved_ratios_of_every_run() {
+        let dir = std::env::temp_dir().join(format!("tg-bench-report-go-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let round = |ratio: f64| {
+            format!(
+                "BenchmarkCgoUnchecked-2 100 60.0 ns/op\nBenchmarkPinnedCall-2 100 90.0 ns/op\n\
+                 BenchmarkCallFloor-2 100 200 ns/op 49.5 checked-ns {ratio} checked/unchecked 25.0 empty-ns \
+                 45.0 unchecked-ns 1.8 unchecked/empty 43.0 checked-cmem-ns 37.0 unchecked-cmem-ns \
+                 1.16 checked/unchecked-cmem\n"
+            )
+        };
+        // The separate benchmarks give 1.50x; the interleaved blocks 1.10x in the median run.
+        std::fs::write(dir.join("go.txt"), [1.12, 1.08, 1.10].map(round).concat()).unwrap();
+        let r = Results::load(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut out = String::new();
+        targets(&mut out, &r);
+        let row = |memory: &str| {
+            out.lines().find(|line| line.contains(&format!("(context in {memory} memory)"))).unwrap_or_default()
+        };
+        assert!(row("Go").contains("| 1.10x (1.08x to 1.12x over 3 runs) | met |"), "{out}");
+        assert!(row("C").contains("| 1.16x (1.16x to 1.16x over 3 runs) | **not met** |"), "{out}");
+        let mut out = String::new();
+        go(&mut out, &r);
+        assert!(out.contains("| checked/unchecked | 1.10x (1.08x to 1.12x over 3 runs) |"), "{out}");
+        assert!(
+            out.contains("| `Object.Call` on the pinned owner goroutine | 49.50 ns (49.50 ns to 49.50 ns) |"),
+            "{out}"
+        );
+        assert!(!out.contains("`BenchmarkCallFloor`  |"), "{out}");
+        // 90 ns against 60 ns in every round.
+        assert!(out.contains("| 90.00 ns | - | 1.50x | - |"), "{out}");
     }
 
     #[test]
