@@ -75,6 +75,30 @@ enum Owner {
     NeverIssued,
 }
 
+/// One line of the program's transcript, formatted only for a failure report.
+#[derive(Clone, Debug)]
+pub enum Line {
+    /// Step `step` of the program ran `op` on `thread`.
+    Op { step: usize, thread: u64, op: Op },
+    /// After the program's last step, `op` ran on `thread`.
+    End { thread: u64, op: Op },
+    /// `thread` exited (at step `step`).
+    Exit { step: usize, thread: u64 },
+    /// A new thread took `slot`.
+    Slot { slot: usize, thread: u64 },
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Line::Op { step, thread, op } => write!(f, "#{step} thread {thread}: {op:?}"),
+            Line::End { thread, op } => write!(f, "end: thread {thread}: {op:?}"),
+            Line::Exit { step, thread } => write!(f, "#{step} thread {thread}: exit"),
+            Line::Slot { slot, thread } => write!(f, "   slot {slot} is now thread {thread}"),
+        }
+    }
+}
+
 /// The model, with the trace of the step being replayed.
 pub struct Model {
     pub threads: BTreeMap<u64, ThreadModel>,
@@ -91,7 +115,7 @@ pub struct Model {
     trace: Vec<Event>,
     pos: usize,
     /// What the program did so far, for failure reports.
-    pub transcript: Vec<String>,
+    pub transcript: Vec<Line>,
     /// How often each status came back (by code).
     pub seen: BTreeMap<i32, u64>,
     /// Tokens issued, in order; how many were settled; the old handles of detached objects.
@@ -155,8 +179,7 @@ impl Model {
         let start = self.transcript.len().saturating_sub(40);
         let mut report = format!("threadguard model mismatch: {what}\n--- program (last steps) ---\n");
         for line in &self.transcript[start..] {
-            report.push_str(line);
-            report.push('\n');
+            report.push_str(&format!("{line}\n"));
         }
         report.push_str("--- trace of the last step ---\n");
         for (index, event) in self.trace.iter().enumerate() {

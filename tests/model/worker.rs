@@ -1,7 +1,7 @@
 //! Executing ops against the real library on worker threads, and recording what happened.
 //!
-//! Each slot has one OS thread of a `threadguard_fuzzkit::Crew`; the interpreter hands it one
-//! step at a time and waits for it to finish, so execution is deterministic. Everything
+//! Each slot has one OS thread of a `threadguard_fuzzkit::Crew`; one step runs at a time, on
+//! its worker (see `run` in the module root), so execution is deterministic. Everything
 //! observable (registrations, callbacks, destructor runs with their thread, statuses with their
 //! messages) is appended to one trace, which the model replays.
 
@@ -356,8 +356,8 @@ pub fn exec(op: &Op, site: Site) {
     record(Event::Status { site, code, message, value });
 }
 
-/// One worker thread: a slot of the program's [`Crew`], which runs one op at a time for the
-/// interpreter (handing the turn to the worker and back, on one CPU).
+/// One worker thread: a slot of the program's [`Crew`], which runs the steps of its slot (the
+/// workers hand the turn to each other directly, on one CPU).
 pub struct Worker {
     /// Its threadguard thread ID.
     pub id: u64,
@@ -374,11 +374,6 @@ impl Worker {
             id
         });
         Worker { id, slot }
-    }
-
-    /// Runs `op` on this worker and waits until it has returned.
-    pub fn run(&self, crew: &Crew, op: Op) {
-        crew.run(self.slot, move || exec(&op, Site::Op));
     }
 
     /// Ends the thread and waits until it is gone (its thread-local destructors have run).
