@@ -107,6 +107,11 @@ enum Next {
         slot: usize,
         end: bool,
     },
+    /// The new worker in `slot` learns its thread ID (its first step; `end` as for `Exit`).
+    Started {
+        slot: usize,
+        end: bool,
+    },
     Done,
 }
 
@@ -192,21 +197,36 @@ impl Program {
     /// step's worker, or `None` when the driver is next.
     fn leg(&mut self, slot: usize) -> Option<usize> {
         loop {
-            let Next::Op { slot: at, op, end, stats } = std::mem::replace(&mut self.next, Next::Done) else {
-                unreachable!("a relay leg runs ops only");
-            };
-            assert_eq!(at, slot, "the op runs on its own worker");
-            let thread = self.ids[slot];
-            self.model.transcript.push(if end {
-                oracle::Line::End { thread, op: op.clone() }
-            } else {
-                oracle::Line::Op { step: self.steps, thread, op: op.clone() }
-            });
-            worker::reset_step();
-            worker::exec(&op, ops::Site::Op);
-            self.model.replay_op(thread, &op, worker::take_trace());
-            if stats {
-                self.model.check_stats(&self.base, &threadguard::stats());
+            match std::mem::replace(&mut self.next, Next::Done) {
+                Next::Op { slot: at, op, end, stats } => {
+                    assert_eq!(at, slot, "the op runs on its own worker");
+                    let thread = self.ids[slot];
+                    self.model.transcript.push(if end {
+                        oracle::Line::End { thread, op: op.clone() }
+                    } else {
+                        oracle::Line::Op { step: self.steps, thread, op: op.clone() }
+                    });
+                    worker::reset_step();
+                    worker::exec(&op, ops::Site::Op);
+                    self.model.replay_op(thread, &op, worker::take_trace());
+                    if stats {
+                        self.model.check_stats(&self.base, &threadguard::stats());
+                    }
+                }
+                Next::Started { slot: at, end } => {
+                    assert_eq!(at, slot, "a new worker learns its own ID");
+                    let id = worker::learn_id();
+                    MAX_THREAD_ID.fetch_max(id, Ordering::Relaxed);
+                    self.model.thread_started(id);
+                    self.model.transcript.push(oracle::Line::Slot { slot, thread: id });
+                    self.ids[slot] = id;
+                    if end {
+                        self.end.as_mut().expect("at the end").exited = true;
+                    } else {
+                        self.model.check_stats(&self.base, &threadguard::stats());
+                    }
+                }
+                _ => unreachable!("a relay leg runs ops and thread starts only"),
             }
             self.advance();
             match self.next {
@@ -269,27 +289,24 @@ pub fn run(input: &[u8]) -> Summary {
     loop {
         let mut guard = lock(&program);
         match guard.next {
-            Next::Op { slot, .. } => {
+            Next::Op { slot, .. } | Next::Started { slot, .. } => {
                 drop(guard);
                 let program = Arc::clone(&program);
                 harness.crew.relay(slot, move |slot| lock(&program).leg(slot));
             }
             Next::Exit { slot, end } => {
                 let p = &mut *guard;
-                exit(&mut harness, &mut p.model, slot, true, p.steps);
-                p.ids[slot] = harness.id(slot);
-                if end {
-                    p.end.as_mut().expect("at the end").exited = true;
-                } else {
-                    p.model.check_stats(&p.base, &threadguard::stats());
-                }
-                p.advance();
+                exit(&mut harness, &mut p.model, slot, p.ids[slot], p.steps);
+                p.next = Next::Started { slot, end };
             }
             Next::Done => break,
         }
     }
     let mut guard = lock(&program);
-    let Program { model, steps, .. } = &mut *guard;
+    let Program { model, steps, ids, .. } = &mut *guard;
+    for (worker, &id) in harness.workers.iter_mut().zip(ids.iter()) {
+        worker.as_mut().expect("a worker in every slot").id = id;
+    }
     model.check_stats(&base, &threadguard::stats());
     if let Some((obj, _)) = model.objects.iter().find(|(_, object)| object.live) {
         model.fail(format!("object {obj} is still live after every worker's cleanup"));
@@ -306,17 +323,13 @@ fn start_worker(crew: &mut Crew, model: &mut Model, slot: usize) -> Worker {
     worker
 }
 
-/// Ends the worker in `slot`, replays its exit, and starts a new one there if `replace`.
-fn exit(harness: &mut Harness, model: &mut Model, slot: usize, replace: bool, step: usize) {
+/// Ends the worker in `slot`, thread `thread`, replays its exit, and starts a new thread there
+/// (whose first step learns its ID: `Next::Started`).
+fn exit(harness: &mut Harness, model: &mut Model, slot: usize, thread: u64, step: usize) {
     let worker = harness.workers[slot].take().expect("a worker");
-    let thread = worker.id;
     model.transcript.push(oracle::Line::Exit { step, thread });
     worker::reset_step();
     worker.exit(&mut harness.crew);
     model.replay_exit(thread, worker::take_trace());
-    if replace {
-        let worker = start_worker(&mut harness.crew, model, slot);
-        model.transcript.push(oracle::Line::Slot { slot, thread: worker.id });
-        harness.workers[slot] = Some(worker);
-    }
+    harness.workers[slot] = Some(Worker::spawn(&mut harness.crew, slot));
 }

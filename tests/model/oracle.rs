@@ -287,7 +287,9 @@ impl Model {
 
     // ----- the trace -----
 
-    fn next_event(&mut self, expected: &str) -> Event {
+    /// The next event of the trace; `expected` says what the model expects there (formatted
+    /// only for a failure report).
+    fn next_event(&mut self, expected: impl std::fmt::Display) -> Event {
         match self.trace.get(self.pos) {
             Some(event) => {
                 self.pos += 1;
@@ -298,7 +300,7 @@ impl Model {
     }
 
     fn expect(&mut self, expected: Event) {
-        let actual = self.next_event(&format!("{expected:?}"));
+        let actual = self.next_event(format_args!("{expected:?}"));
         if actual != expected {
             self.pos -= 1;
             self.fail(format!("expected {expected:?}, got {actual:?}"));
@@ -306,7 +308,7 @@ impl Model {
     }
 
     fn expect_status(&mut self, site: Site, code: i32, value: Option<u64>) {
-        let event = self.next_event(&format!("a status {code} at {site:?}"));
+        let event = self.next_event(format_args!("a status {code} at {site:?}"));
         let Event::Status { site: actual_site, code: actual, message, value: actual_value } = event else {
             self.pos -= 1;
             self.fail(format!("expected status {} at {site:?}, got another event", name(code)));
@@ -660,7 +662,7 @@ impl Model {
         self.objects
             .insert(obj, ObjModel { owner: t, kind, handle: None, live: true, busy: false, on_drop: on_drop.clone() });
         self.after_success(t);
-        let event = self.next_event(&format!("the registration of object {obj}"));
+        let event = self.next_event(format_args!("the registration of object {obj}"));
         let Event::Registered { obj: actual, handle } = event else {
             self.pos -= 1;
             self.fail(format!("expected object {obj} to be registered, got {event:?}"));

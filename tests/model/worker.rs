@@ -356,6 +356,14 @@ pub fn exec(op: &Op, site: Site) {
     record(Event::Status { site, code, message, value });
 }
 
+/// The calling worker's threadguard ID (its first call into the library), which it remembers
+/// for the destructors that run on it.
+pub fn learn_id() -> u64 {
+    let id = ffi::tg_current_thread_id();
+    WORKER_ID.with(|cell| cell.set(id));
+    id
+}
+
 /// One worker thread: a slot of the program's [`Crew`], which runs the steps of its slot (the
 /// workers hand the turn to each other directly, on one CPU).
 pub struct Worker {
@@ -367,13 +375,16 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker in `slot` of `crew` and learns its threadguard ID.
     pub fn start(crew: &mut Crew, slot: usize) -> Worker {
+        let mut worker = Worker::spawn(crew, slot);
+        worker.id = crew.run(slot, learn_id);
+        worker
+    }
+
+    /// Starts a worker in `slot` of `crew` whose ID is not known yet (0): its first step
+    /// learns it, with [`learn_id`].
+    pub fn spawn(crew: &mut Crew, slot: usize) -> Worker {
         crew.start(slot, &format!("model-worker-{slot}"));
-        let id = crew.run(slot, || {
-            let id = ffi::tg_current_thread_id();
-            WORKER_ID.with(|cell| cell.set(id));
-            id
-        });
-        Worker { id, slot }
+        Worker { id: 0, slot }
     }
 
     /// Ends the thread and waits until it is gone (its thread-local destructors have run).
