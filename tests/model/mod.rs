@@ -8,7 +8,8 @@
 //! and replays it against the model in `oracle`. Workers run one step at a time, so a program
 //! always executes the same way. Any difference panics with the program and the trace. The
 //! workers are a `threadguard_fuzzkit::Crew` (the misuse kit's hand-offs, on one CPU), kept
-//! from one program to the next (see the end of [`run`]).
+//! from one program to the next (see [`Program::advance`]), and pass the turn to each other
+//! directly (a `Crew::relay`; see [`run`]).
 //!
 //! Shared by the cargo test `tests/model_programs.rs` and the fuzz target `fuzz/fuzz_targets/misuse.rs`.
 
@@ -96,22 +97,12 @@ impl Drop for Harness {
 enum Next {
     /// Run `op` on the worker in `slot` and replay it; `end`: after the program's last step;
     /// `stats`: compare the counters afterwards.
-    Op {
-        slot: usize,
-        op: Op,
-        end: bool,
-        stats: bool,
-    },
+    Op { slot: usize, op: Op, end: bool, stats: bool },
     /// The worker in `slot` exits (the driver ends it) and a new thread takes its slot.
-    Exit {
-        slot: usize,
-        end: bool,
-    },
+    Exit { slot: usize, end: bool },
     /// The new worker in `slot` learns its thread ID (its first step; `end` as for `Exit`).
-    Started {
-        slot: usize,
-        end: bool,
-    },
+    Started { slot: usize, end: bool },
+    /// The program is over: the driver makes the final checks.
     Done,
 }
 
@@ -247,7 +238,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The worker that runs a step also replays it, checks the counters and decodes the next
 /// step, then passes the turn directly to the next step's worker (a `Crew` relay): a step
 /// costs one thread switch at most, none when the same worker runs the next one. The driver
-/// runs only the exits (it ends a worker and starts the next) and the final checks.
+/// runs only the exits (it ends a worker and starts the next, whose first step learns its
+/// thread ID) and the final checks.
 pub fn run(input: &[u8]) -> Summary {
     quiet_intentional_panics();
     let _exclusive = lock(&EXCLUSIVE);
