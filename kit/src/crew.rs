@@ -8,6 +8,12 @@
 //! two threads rather than a cross-CPU wake-up. A worker ends when the driver ends it: its
 //! thread exits (thread-local destructors, and so threadguard's exit sweep, run) before
 //! [`Crew::end`] returns.
+//!
+//! A hand-off is a thread switch, the dearest part of a step. [`Crew::relay`] saves most of
+//! them: the workers run a leg each and pass the turn to each other directly, a worker runs
+//! consecutive legs of its own without a switch, and the driver is woken only when the relay is
+//! over (a harness whose steps decide the next step's thread lets the worker that ran a step
+//! decide, check and pass on).
 
 use crate::affinity;
 use crate::baton::Baton;
@@ -19,13 +25,23 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 type Job = Box<dyn FnOnce() + Send>;
+/// A relay's legs: called with the slot it runs on; the slot of the next leg, or `None`.
+type Leg = dyn Fn(usize) -> Option<usize> + Send + Sync;
+
+/// What the driver gave a worker.
+enum Work {
+    Job(Job),
+    Leg(Arc<Leg>),
+}
 
 /// How long a waiter spins when the crew could not be pinned to one CPU.
 const PATIENCE: Duration = Duration::from_micros(50);
 
 struct Shared {
     baton: Baton,
-    jobs: Vec<Mutex<Option<Job>>>,
+    jobs: Vec<Mutex<Option<Work>>>,
+    /// Which slots have a worker (for a relay's legs, which name the next slot).
+    manned: Vec<AtomicBool>,
     /// The payload of a panic in the last job, for the driver to resume.
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     quit: Vec<AtomicBool>,
@@ -68,6 +84,7 @@ impl Crew {
         let shared = Arc::new(Shared {
             baton: Baton::new(slots + 1, slots),
             jobs: (0..slots).map(|_| Mutex::new(None)).collect(),
+            manned: (0..slots).map(|_| AtomicBool::new(false)).collect(),
             panic: Mutex::new(None),
             quit: (0..slots).map(|_| AtomicBool::new(false)).collect(),
             patience: if pinned { Duration::ZERO } else { PATIENCE },
@@ -102,6 +119,7 @@ impl Crew {
             .spawn(move || work(&shared, slot))
             .expect("spawn a crew worker");
         self.workers[slot] = Some(thread);
+        self.shared.manned[slot].store(true, Ordering::SeqCst);
     }
 
     /// Runs `job` on the worker in `slot` and returns its result; a panic in `job` is resumed
@@ -113,14 +131,57 @@ impl Crew {
         assert!(self.workers[slot].is_some(), "slot {slot} has no worker");
         let result = Arc::new(Mutex::new(None));
         let out = Arc::clone(&result);
-        *lock(&self.shared.jobs[slot]) = Some(Box::new(move || *lock(&out) = Some(job())));
+        *lock(&self.shared.jobs[slot]) = Some(Work::Job(Box::new(move || *lock(&out) = Some(job()))));
+        self.hand_over(slot);
+        let value = lock(&result).take();
+        value.expect("the job ran")
+    }
+
+    /// Runs a relay, starting with a leg on the worker in `slot`: `leg(slot)` runs on the
+    /// worker in `slot` and returns the slot whose worker runs the next leg, or `None` to end
+    /// the relay. The workers pass the turn to each other directly (a leg on the same slot
+    /// runs without a hand-off) and `relay` returns when a leg returns `None`. One leg runs
+    /// at a time, in order, so a relay is as deterministic as a series of [`Crew::run`]s, at
+    /// one thread switch per change of slot instead of two per leg. A panic in a leg ends the
+    /// relay and is resumed here.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use threadguard_fuzzkit::Crew;
+    ///
+    /// let mut crew = Crew::new(2);
+    /// crew.start(0, "worker-0");
+    /// crew.start(1, "worker-1");
+    /// let threads = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = Arc::clone(&threads);
+    /// crew.relay(0, move |slot| {
+    ///     let mut seen = seen.lock().unwrap();
+    ///     seen.push((slot, threadguard::current_thread_id().unwrap()));
+    ///     (seen.len() < 4).then_some(1 - slot) // 0, 1, 0, 1, then back to the driver
+    /// });
+    /// let threads = threads.lock().unwrap();
+    /// assert_eq!(threads.iter().map(|&(slot, _)| slot).collect::<Vec<_>>(), [0, 1, 0, 1]);
+    /// assert_eq!(threads[0].1, threads[2].1);
+    /// assert_ne!(threads[0].1, threads[1].1);
+    /// ```
+    ///
+    /// # Panics
+    /// If `slot`, or a slot a leg returns, has no worker (the relay ends there), or as a leg
+    /// does.
+    pub fn relay(&self, slot: usize, leg: impl Fn(usize) -> Option<usize> + Send + Sync + 'static) {
+        assert!(self.workers[slot].is_some(), "slot {slot} has no worker");
+        *lock(&self.shared.jobs[slot]) = Some(Work::Leg(Arc::new(leg)));
+        self.hand_over(slot);
+    }
+
+    /// Passes the turn to the worker in `slot` (whose work is set), waits until it comes back,
+    /// and resumes a panic of the work.
+    fn hand_over(&self, slot: usize) {
         self.shared.baton.pass(slot);
         self.shared.baton.wait(self.driver, self.shared.patience);
         if let Some(payload) = lock(&self.shared.panic).take() {
             resume_unwind(payload);
         }
-        let value = lock(&result).take();
-        value.expect("the job ran")
     }
 
     /// Ends the worker in `slot` and waits until its thread is gone (its thread-local
@@ -128,6 +189,7 @@ impl Crew {
     /// job (in a thread-local destructor, say).
     pub fn end(&mut self, slot: usize) -> std::thread::Result<()> {
         let Some(thread) = self.workers[slot].take() else { return Ok(()) };
+        self.shared.manned[slot].store(false, Ordering::SeqCst);
         self.shared.quit[slot].store(true, Ordering::SeqCst);
         self.shared.baton.pass(slot);
         let joined = thread.join();
@@ -157,12 +219,42 @@ fn work(shared: &Shared, slot: usize) {
         if cpu != usize::MAX {
             affinity::pin(cpu); // the driver has moved
         }
-        let job = lock(&shared.jobs[slot]).take();
-        if let Some(job) = job
-            && let Err(payload) = catch_unwind(AssertUnwindSafe(job))
-        {
-            *lock(&shared.panic) = Some(payload);
+        let work = lock(&shared.jobs[slot]).take();
+        let next = match work {
+            None => driver,
+            Some(Work::Job(job)) => {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+                    *lock(&shared.panic) = Some(payload);
+                }
+                driver
+            }
+            Some(Work::Leg(leg)) => run_legs(shared, slot, leg),
+        };
+        shared.baton.pass(next);
+    }
+}
+
+/// Runs `leg` on `slot` for as long as it names `slot`; the participant to pass the turn to
+/// (the next leg's worker, with the leg set, or the driver).
+fn run_legs(shared: &Shared, slot: usize, leg: Arc<Leg>) -> usize {
+    let driver = shared.jobs.len();
+    loop {
+        match catch_unwind(AssertUnwindSafe(|| leg(slot))) {
+            Err(payload) => {
+                *lock(&shared.panic) = Some(payload);
+                return driver;
+            }
+            Ok(None) => return driver,
+            Ok(Some(next)) if next == slot => {}
+            Ok(Some(next)) => {
+                if !shared.manned.get(next).is_some_and(|manned| manned.load(Ordering::SeqCst)) {
+                    let message = format!("a relay leg named slot {next}, which has no worker");
+                    *lock(&shared.panic) = Some(Box::new(message));
+                    return driver;
+                }
+                *lock(&shared.jobs[next]) = Some(Work::Leg(leg));
+                return next;
+            }
         }
-        shared.baton.pass(driver);
     }
 }

@@ -14,14 +14,14 @@ use threadguard::Handle;
 const MAX_DEPTH: u32 = 3;
 
 /// The input, read a byte at a time.
-pub struct Input<'a> {
-    data: &'a [u8],
+pub struct Input {
+    data: Vec<u8>,
     pos: usize,
 }
 
-impl<'a> Input<'a> {
-    pub fn new(data: &'a [u8]) -> Input<'a> {
-        Input { data, pos: 0 }
+impl Input {
+    pub fn new(data: &[u8]) -> Input {
+        Input { data: data.to_vec(), pos: 0 }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -40,7 +40,7 @@ impl<'a> Input<'a> {
 }
 
 /// Decodes one step for a program whose slots are run by the worker threads `slots`.
-pub fn step(input: &mut Input<'_>, model: &mut Model, slots: &[u64]) -> Step {
+pub fn step(input: &mut Input, model: &mut Model, slots: &[u64]) -> Step {
     let slot = usize::from(input.byte()) % slots.len();
     let kind = input.byte();
     if (215..225).contains(&kind) {
@@ -50,15 +50,15 @@ pub fn step(input: &mut Input<'_>, model: &mut Model, slots: &[u64]) -> Step {
     Step::Op { slot, op: decoder.op(kind, 0, None, false) }
 }
 
-struct Decoder<'i, 'a, 'm> {
-    input: &'i mut Input<'a>,
+struct Decoder<'i, 'm> {
+    input: &'i mut Input,
     model: &'m mut Model,
     slots: &'m [u64],
     /// The thread that will run the step.
     thread: u64,
 }
 
-impl Decoder<'_, '_, '_> {
+impl Decoder<'_, '_> {
     fn byte(&mut self) -> u8 {
         self.input.byte()
     }

@@ -8,7 +8,8 @@
 //! and replays it against the model in `oracle`. Workers run one step at a time, so a program
 //! always executes the same way. Any difference panics with the program and the trace. The
 //! workers are a `threadguard_fuzzkit::Crew` (the misuse kit's hand-offs, on one CPU), kept
-//! from one program to the next (see the end of [`run`]).
+//! from one program to the next (see [`Program::advance`]), and pass the turn to each other
+//! directly (a `Crew::relay`; see [`run`]).
 //!
 //! Shared by the cargo test `tests/model_programs.rs` and the fuzz target `fuzz/fuzz_targets/misuse.rs`.
 
@@ -25,9 +26,9 @@ pub use ops::INTENTIONAL_PANIC;
 
 use ops::{Api, Op, Step};
 use oracle::Model;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use threadguard_fuzzkit::Crew;
 use worker::Worker;
 
@@ -79,10 +80,6 @@ impl Harness {
     fn id(&self, slot: usize) -> u64 {
         self.workers[slot].as_ref().expect("a worker in every slot").id
     }
-
-    fn ids(&self) -> Vec<u64> {
-        (0..self.workers.len()).map(|slot| self.id(slot)).collect()
-    }
 }
 
 impl Drop for Harness {
@@ -96,16 +93,162 @@ impl Drop for Harness {
     }
 }
 
+/// What the worker that runs the next step, or the driver, does next.
+enum Next {
+    /// Run `op` on the worker in `slot` and replay it; `end`: after the program's last step;
+    /// `stats`: compare the counters afterwards.
+    Op { slot: usize, op: Op, end: bool, stats: bool },
+    /// The worker in `slot` exits (the driver ends it) and a new thread takes its slot.
+    Exit { slot: usize, end: bool },
+    /// The new worker in `slot` learns its thread ID (its first step; `end` as for `Exit`).
+    Started { slot: usize, end: bool },
+    /// The program is over: the driver makes the final checks.
+    Done,
+}
+
+/// A program in progress: whoever runs its next step (a worker, or the driver for an exit)
+/// holds it, runs and replays the step, and decodes the one after.
+struct Program {
+    model: Model,
+    input: decode::Input,
+    /// Top-level steps decoded so far.
+    steps: usize,
+    /// The threadguard ID of the worker in each slot.
+    ids: [u64; SLOTS],
+    base: threadguard::Stats,
+    next: Next,
+    /// The slot whose worker exits at the end (chosen by the input's length).
+    exiting: usize,
+    /// After the last step: the rounds of end ops started, whether the end's exit ran, and
+    /// the ops left in this round (with whether the counters are compared after each).
+    end: Option<End>,
+}
+
+struct End {
+    rounds: u32,
+    exited: bool,
+    queue: VecDeque<(usize, Op, bool)>,
+}
+
+impl Program {
+    /// Decides `next`: the next step of the input, or of the end.
+    ///
+    /// The end: a cleanup on every worker, then a run_pending on every worker (for requests
+    /// that destructors run by the cleanups queued), replayed like any op; then one worker,
+    /// chosen by the input, exits and a new thread takes its slot. Tokens never adopted are
+    /// destroyed first, by slot 0 (a detached object belongs to no thread, so no cleanup or
+    /// exit destroys it); destructors run by any of these may detach more, hence the rounds.
+    fn advance(&mut self) {
+        if self.end.is_none() {
+            if !self.input.is_empty() && self.steps < MAX_STEPS {
+                let step = decode::step(&mut self.input, &mut self.model, &self.ids);
+                self.steps += 1;
+                self.next = match step {
+                    Step::Op { slot, op } => Next::Op { slot, op, end: false, stats: true },
+                    Step::Exit { slot } => Next::Exit { slot, end: false },
+                };
+                return;
+            }
+            self.end = Some(End { rounds: 0, exited: false, queue: VecDeque::new() });
+            self.start_round();
+        }
+        loop {
+            let end = self.end.as_mut().expect("at the end");
+            if let Some((slot, op, stats)) = end.queue.pop_front() {
+                self.next = Next::Op { slot, op, end: true, stats };
+                return;
+            }
+            if !self.model.in_flight().is_empty() {
+                self.start_round();
+                continue;
+            }
+            self.next = if end.exited { Next::Done } else { Next::Exit { slot: self.exiting, end: true } };
+            return;
+        }
+    }
+
+    fn start_round(&mut self) {
+        let end = self.end.as_mut().expect("at the end");
+        if end.rounds > 16 {
+            self.model.fail("destructors keep detaching objects".to_owned());
+        }
+        end.rounds += 1;
+        for index in self.model.in_flight() {
+            let op = Op::TokenDestroy { api: Api::C, token: ops::TokenRef::Issued(index) };
+            end.queue.push_back((0, op, true));
+        }
+        for op in [Op::Cleanup { api: Api::C }, Op::RunPending { api: Api::C }] {
+            for slot in 0..SLOTS {
+                end.queue.push_back((slot, op.clone(), false));
+            }
+        }
+    }
+
+    /// Runs the steps that belong to the calling worker, in `slot`; the slot of the next
+    /// step's worker, or `None` when the driver is next.
+    fn leg(&mut self, slot: usize) -> Option<usize> {
+        loop {
+            match std::mem::replace(&mut self.next, Next::Done) {
+                Next::Op { slot: at, op, end, stats } => {
+                    assert_eq!(at, slot, "the op runs on its own worker");
+                    let thread = self.ids[slot];
+                    self.model.transcript.push(if end {
+                        oracle::Line::End { thread, op: op.clone() }
+                    } else {
+                        oracle::Line::Op { step: self.steps, thread, op: op.clone() }
+                    });
+                    worker::reset_step();
+                    worker::exec(&op, ops::Site::Op);
+                    self.model.replay_op(thread, &op, worker::take_trace());
+                    if stats {
+                        self.model.check_stats(&self.base, &threadguard::stats());
+                    }
+                }
+                Next::Started { slot: at, end } => {
+                    assert_eq!(at, slot, "a new worker learns its own ID");
+                    let id = worker::learn_id();
+                    MAX_THREAD_ID.fetch_max(id, Ordering::Relaxed);
+                    self.model.thread_started(id);
+                    self.model.transcript.push(oracle::Line::Slot { slot, thread: id });
+                    self.ids[slot] = id;
+                    if end {
+                        self.end.as_mut().expect("at the end").exited = true;
+                    } else {
+                        self.model.check_stats(&self.base, &threadguard::stats());
+                    }
+                }
+                _ => unreachable!("a relay leg runs ops and thread starts only"),
+            }
+            self.advance();
+            match self.next {
+                Next::Op { slot: next, .. } if next == slot => {}
+                Next::Op { slot: next, .. } => return Some(next),
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
 /// Runs the program `input` and checks every step against the model; panics on a difference.
+///
+/// The worker that runs a step also replays it, checks the counters and decodes the next
+/// step, then passes the turn directly to the next step's worker (a `Crew` relay): a step
+/// costs one thread switch at most, none when the same worker runs the next one. The driver
+/// runs only the exits (it ends a worker and starts the next, whose first step learns its
+/// thread ID) and the final checks.
 pub fn run(input: &[u8]) -> Summary {
     quiet_intentional_panics();
-    let _exclusive = EXCLUSIVE.lock().unwrap_or_else(|poison| poison.into_inner());
+    let _exclusive = lock(&EXCLUSIVE);
     worker::reset_program();
     let base = threadguard::stats();
     let mut model = Model::new(MAX_THREAD_ID.load(Ordering::Relaxed));
     // Taken out of the pool for the program and put back only if it passes: after a failure
     // the harness is dropped (its workers end) while the panic unwinds.
-    let kept = POOL.lock().unwrap_or_else(|poison| poison.into_inner()).take();
+    let kept = lock(&POOL).take();
     let mut harness = match kept {
         Some(mut harness) => {
             harness.crew.drive();
@@ -124,70 +267,44 @@ pub fn run(input: &[u8]) -> Summary {
         }
     };
 
-    let exiting = input.len() % SLOTS;
-    let mut input = decode::Input::new(input);
-    let mut steps = 0;
-    while !input.is_empty() && steps < MAX_STEPS {
-        let step = decode::step(&mut input, &mut model, &harness.ids());
-        steps += 1;
-        match step {
-            Step::Op { slot, op } => {
-                let thread = harness.id(slot);
-                model.transcript.push(format!("#{steps} thread {thread}: {op:?}"));
-                worker::reset_step();
-                harness.workers[slot].as_ref().expect("a worker").run(&harness.crew, op.clone());
-                model.replay_op(thread, &op, worker::take_trace());
+    let program = Arc::new(Mutex::new(Program {
+        model,
+        input: decode::Input::new(input),
+        steps: 0,
+        ids: std::array::from_fn(|slot| harness.id(slot)),
+        base,
+        next: Next::Done,
+        exiting: input.len() % SLOTS,
+        end: None,
+    }));
+    lock(&program).advance();
+    loop {
+        let mut guard = lock(&program);
+        match guard.next {
+            Next::Op { slot, .. } | Next::Started { slot, .. } => {
+                drop(guard);
+                let program = Arc::clone(&program);
+                harness.crew.relay(slot, move |slot| lock(&program).leg(slot));
             }
-            Step::Exit { slot } => exit(&mut harness, &mut model, slot, true, steps),
+            Next::Exit { slot, end } => {
+                let p = &mut *guard;
+                exit(&mut harness, &mut p.model, slot, p.ids[slot], p.steps);
+                p.next = Next::Started { slot, end };
+            }
+            Next::Done => break,
         }
-        model.check_stats(&base, &threadguard::stats());
     }
-    // The end: a cleanup on every worker, then a run_pending on every worker (for requests
-    // that destructors run by the cleanups queued), replayed like any op; then one worker,
-    // chosen by the input, exits and a new thread takes its slot. Tokens never adopted are
-    // destroyed first, by slot 0 (a detached object belongs to no thread, so no cleanup or exit
-    // destroys it); destructors run by any of these may detach more, hence the rounds.
-    let mut exited = false;
-    for round in 0.. {
-        if round > 16 {
-            model.fail("destructors keep detaching objects".to_owned());
-        }
-        for index in model.in_flight() {
-            end_op(&mut harness, &mut model, 0, Op::TokenDestroy { api: Api::C, token: ops::TokenRef::Issued(index) });
-            model.check_stats(&base, &threadguard::stats());
-        }
-        for op in [Op::Cleanup { api: Api::C }, Op::RunPending { api: Api::C }] {
-            for slot in 0..SLOTS {
-                end_op(&mut harness, &mut model, slot, op.clone());
-            }
-        }
-        if !model.in_flight().is_empty() {
-            continue;
-        }
-        if exited {
-            break;
-        }
-        exit(&mut harness, &mut model, exiting, true, steps);
-        exited = true;
-        if model.in_flight().is_empty() {
-            break;
-        }
+    let mut guard = lock(&program);
+    let Program { model, steps, ids, .. } = &mut *guard;
+    for (worker, &id) in harness.workers.iter_mut().zip(ids.iter()) {
+        worker.as_mut().expect("a worker in every slot").id = id;
     }
     model.check_stats(&base, &threadguard::stats());
     if let Some((obj, _)) = model.objects.iter().find(|(_, object)| object.live) {
         model.fail(format!("object {obj} is still live after every worker's cleanup"));
     }
-    *POOL.lock().unwrap_or_else(|poison| poison.into_inner()) = Some(harness);
-    Summary { steps, statuses: model.seen.clone(), detached: model.tokens.len(), adopted: model.adopted }
-}
-
-/// Runs `op` on the worker in `slot` after the program's last step and replays it.
-fn end_op(harness: &mut Harness, model: &mut Model, slot: usize, op: Op) {
-    let thread = harness.id(slot);
-    model.transcript.push(format!("end: thread {thread}: {op:?}"));
-    worker::reset_step();
-    harness.workers[slot].as_ref().expect("a worker").run(&harness.crew, op.clone());
-    model.replay_op(thread, &op, worker::take_trace());
+    *lock(&POOL) = Some(harness);
+    Summary { steps: *steps, statuses: model.seen.clone(), detached: model.tokens.len(), adopted: model.adopted }
 }
 
 /// Starts a worker for `slot` and tells the model (and later programs) its thread ID.
@@ -198,17 +315,13 @@ fn start_worker(crew: &mut Crew, model: &mut Model, slot: usize) -> Worker {
     worker
 }
 
-/// Ends the worker in `slot`, replays its exit, and starts a new one there if `replace`.
-fn exit(harness: &mut Harness, model: &mut Model, slot: usize, replace: bool, step: usize) {
+/// Ends the worker in `slot`, thread `thread`, replays its exit, and starts a new thread there
+/// (whose first step learns its ID: `Next::Started`).
+fn exit(harness: &mut Harness, model: &mut Model, slot: usize, thread: u64, step: usize) {
     let worker = harness.workers[slot].take().expect("a worker");
-    let thread = worker.id;
-    model.transcript.push(format!("#{step} thread {thread}: exit"));
+    model.transcript.push(oracle::Line::Exit { step, thread });
     worker::reset_step();
     worker.exit(&mut harness.crew);
     model.replay_exit(thread, worker::take_trace());
-    if replace {
-        let worker = start_worker(&mut harness.crew, model, slot);
-        model.transcript.push(format!("   slot {slot} is now thread {}", worker.id));
-        harness.workers[slot] = Some(worker);
-    }
+    harness.workers[slot] = Some(Worker::spawn(&mut harness.crew, slot));
 }

@@ -75,6 +75,30 @@ enum Owner {
     NeverIssued,
 }
 
+/// One line of the program's transcript, formatted only for a failure report.
+#[derive(Clone, Debug)]
+pub enum Line {
+    /// Step `step` of the program ran `op` on `thread`.
+    Op { step: usize, thread: u64, op: Op },
+    /// After the program's last step, `op` ran on `thread`.
+    End { thread: u64, op: Op },
+    /// `thread` exited (at step `step`).
+    Exit { step: usize, thread: u64 },
+    /// A new thread took `slot`.
+    Slot { slot: usize, thread: u64 },
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Line::Op { step, thread, op } => write!(f, "#{step} thread {thread}: {op:?}"),
+            Line::End { thread, op } => write!(f, "end: thread {thread}: {op:?}"),
+            Line::Exit { step, thread } => write!(f, "#{step} thread {thread}: exit"),
+            Line::Slot { slot, thread } => write!(f, "   slot {slot} is now thread {thread}"),
+        }
+    }
+}
+
 /// The model, with the trace of the step being replayed.
 pub struct Model {
     pub threads: BTreeMap<u64, ThreadModel>,
@@ -91,7 +115,7 @@ pub struct Model {
     trace: Vec<Event>,
     pos: usize,
     /// What the program did so far, for failure reports.
-    pub transcript: Vec<String>,
+    pub transcript: Vec<Line>,
     /// How often each status came back (by code).
     pub seen: BTreeMap<i32, u64>,
     /// Tokens issued, in order; how many were settled; the old handles of detached objects.
@@ -155,8 +179,7 @@ impl Model {
         let start = self.transcript.len().saturating_sub(40);
         let mut report = format!("threadguard model mismatch: {what}\n--- program (last steps) ---\n");
         for line in &self.transcript[start..] {
-            report.push_str(line);
-            report.push('\n');
+            report.push_str(&format!("{line}\n"));
         }
         report.push_str("--- trace of the last step ---\n");
         for (index, event) in self.trace.iter().enumerate() {
@@ -264,7 +287,9 @@ impl Model {
 
     // ----- the trace -----
 
-    fn next_event(&mut self, expected: &str) -> Event {
+    /// The next event of the trace; `expected` says what the model expects there (formatted
+    /// only for a failure report).
+    fn next_event(&mut self, expected: impl std::fmt::Display) -> Event {
         match self.trace.get(self.pos) {
             Some(event) => {
                 self.pos += 1;
@@ -275,7 +300,7 @@ impl Model {
     }
 
     fn expect(&mut self, expected: Event) {
-        let actual = self.next_event(&format!("{expected:?}"));
+        let actual = self.next_event(format_args!("{expected:?}"));
         if actual != expected {
             self.pos -= 1;
             self.fail(format!("expected {expected:?}, got {actual:?}"));
@@ -283,7 +308,7 @@ impl Model {
     }
 
     fn expect_status(&mut self, site: Site, code: i32, value: Option<u64>) {
-        let event = self.next_event(&format!("a status {code} at {site:?}"));
+        let event = self.next_event(format_args!("a status {code} at {site:?}"));
         let Event::Status { site: actual_site, code: actual, message, value: actual_value } = event else {
             self.pos -= 1;
             self.fail(format!("expected status {} at {site:?}, got another event", name(code)));
@@ -637,7 +662,7 @@ impl Model {
         self.objects
             .insert(obj, ObjModel { owner: t, kind, handle: None, live: true, busy: false, on_drop: on_drop.clone() });
         self.after_success(t);
-        let event = self.next_event(&format!("the registration of object {obj}"));
+        let event = self.next_event(format_args!("the registration of object {obj}"));
         let Event::Registered { obj: actual, handle } = event else {
             self.pos -= 1;
             self.fail(format!("expected object {obj} to be registered, got {event:?}"));

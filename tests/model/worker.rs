@@ -1,7 +1,7 @@
 //! Executing ops against the real library on worker threads, and recording what happened.
 //!
-//! Each slot has one OS thread of a `threadguard_fuzzkit::Crew`; the interpreter hands it one
-//! step at a time and waits for it to finish, so execution is deterministic. Everything
+//! Each slot has one OS thread of a `threadguard_fuzzkit::Crew`; one step runs at a time, on
+//! its worker (see `run` in the module root), so execution is deterministic. Everything
 //! observable (registrations, callbacks, destructor runs with their thread, statuses with their
 //! messages) is appended to one trace, which the model replays.
 
@@ -356,8 +356,16 @@ pub fn exec(op: &Op, site: Site) {
     record(Event::Status { site, code, message, value });
 }
 
-/// One worker thread: a slot of the program's [`Crew`], which runs one op at a time for the
-/// interpreter (handing the turn to the worker and back, on one CPU).
+/// The calling worker's threadguard ID (its first call into the library), which it remembers
+/// for the destructors that run on it.
+pub fn learn_id() -> u64 {
+    let id = ffi::tg_current_thread_id();
+    WORKER_ID.with(|cell| cell.set(id));
+    id
+}
+
+/// One worker thread: a slot of the program's [`Crew`], which runs the steps of its slot (the
+/// workers hand the turn to each other directly, on one CPU).
 pub struct Worker {
     /// Its threadguard thread ID.
     pub id: u64,
@@ -367,18 +375,16 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker in `slot` of `crew` and learns its threadguard ID.
     pub fn start(crew: &mut Crew, slot: usize) -> Worker {
-        crew.start(slot, &format!("model-worker-{slot}"));
-        let id = crew.run(slot, || {
-            let id = ffi::tg_current_thread_id();
-            WORKER_ID.with(|cell| cell.set(id));
-            id
-        });
-        Worker { id, slot }
+        let mut worker = Worker::spawn(crew, slot);
+        worker.id = crew.run(slot, learn_id);
+        worker
     }
 
-    /// Runs `op` on this worker and waits until it has returned.
-    pub fn run(&self, crew: &Crew, op: Op) {
-        crew.run(self.slot, move || exec(&op, Site::Op));
+    /// Starts a worker in `slot` of `crew` whose ID is not known yet (0): its first step
+    /// learns it, with [`learn_id`].
+    pub fn spawn(crew: &mut Crew, slot: usize) -> Worker {
+        crew.start(slot, &format!("model-worker-{slot}"));
+        Worker { id: 0, slot }
     }
 
     /// Ends the thread and waits until it is gone (its thread-local destructors have run).
