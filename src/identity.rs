@@ -309,6 +309,9 @@ mod tests {
             let error = crate::register(0u8).unwrap_err();
             assert_eq!((error.status(), error.message()), (Status::Limit, "the 64-bit thread ID counter is exhausted"));
             assert_eq!(crate::current_thread_id().unwrap_err().status(), Status::Limit);
+            // SAFETY: a null callback is refused before anything is called.
+            let code = unsafe { crate::ffi::tg_with(crate::Handle::NULL, 1, None, std::ptr::null_mut()) };
+            assert_eq!(code, crate::ffi::TG_ERR_LIMIT, "a C caller's first call gets the same");
         };
         refused();
         refused();
