@@ -16,14 +16,19 @@
 #      about five minutes. The only code they reach that nothing else does is slot retirement
 #      in src/table.rs. TG_COVERAGE_LONG=0 leaves them out and measures a debug build;
 #   2. the instrumented static and shared library, with the C and C++ consumer tests of
-#      `make c-tests` linked against it.
+#      `make c-tests` linked against it (with the instrumentation runtime linked in for the
+#      static library).
 # Every step uses the same build, so their counts add up (profiles of a differently built copy
 # of a function would be dropped as mismatched). Then it prints the summary per file of src/
 # and the lines no test reaches, and writes an HTML report to target/coverage/html. Doc tests
-# are not counted (instrumenting them needs a nightly toolchain), nor are processes that abort
-# on purpose (a forked child under the ABORT policy, the throwing callbacks of test_unwind):
-# a process writes its profile only when it exits. A few paths depend on thread timing (a
-# destroy request racing its owner's exit), so figures vary by a line or two between runs.
+# are not counted (instrumenting them needs a nightly toolchain). A process writes its profile
+# when it exits; the test children that abort on purpose (a forked child under the ABORT
+# policy, the throwing callbacks of test_unwind, tests/unwind.rs) write theirs from a SIGABRT
+# handler installed only in coverage builds (record_coverage_at_abort in tests/common,
+# tgt_record_coverage_at_abort in tests/c/tg_test.h), and test_fork's child, which ends by
+# SIGKILL, is not counted (tests/fork.rs covers the same from a child that exits).
+# A few paths depend on thread timing (a destroy request racing its owner's exit), so figures
+# vary by a line or two between runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,8 +60,16 @@ cargo build --locked "${profile[@]}" -p threadguard-capi  # the C library the C 
 # The soname link, as `make lib` makes it, so the shared test programs start.
 abi=$(sed -n 's/^pub const ABI_VERSION: u32 = \([0-9]*\);.*/\1/p' src/diagnostics.rs)
 ln -sfn libthreadguard.so "$CARGO_TARGET_DIR/$dir/libthreadguard.so.$abi"
+# The static library carries the instrumented code but not the runtime that writes its counts
+# (Rust links that only into executables and shared libraries): link the toolchain's runtime
+# into the C programs, pulled in as clang's -fprofile-instr-generate pulls it, so the static
+# variants count too.
+sysroot=$(rustc --print sysroot)
+host=$(rustc -vV | sed -n 's/^host: //p')
+profiler=$(ls "$sysroot/lib/rustlib/$host/lib/"libprofiler_builtins-*.rlib)
 make --no-print-directory -f tests/c/c-tests.mk c-tests TG_LIB_DIR="$CARGO_TARGET_DIR/$dir" \
-    TG_C_BUILD="build/coverage/c-tests-$dir"
+    TG_C_BUILD="build/coverage/c-tests-$dir" \
+    TG_NATIVE_LIBS="-lpthread -ldl -lm -Wl,-u,__llvm_profile_runtime $profiler"
 set +x
 
 # Only the library's own sources: not the tests, the tools or the benchmarks.

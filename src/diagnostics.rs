@@ -245,3 +245,21 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The C ABI version: bumped on any incompatible change to `threadguard.h`.
 pub const ABI_VERSION: u32 = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::violation_slot;
+    use crate::Status;
+
+    #[test]
+    fn every_violation_and_only_a_violation_has_its_own_counter() {
+        let mut slots = Vec::new();
+        for status in Status::ALL {
+            let slot = violation_slot(status);
+            assert_eq!(slot.is_some(), status.is_violation(), "{status:?}");
+            slots.extend(slot);
+        }
+        slots.sort_unstable();
+        assert_eq!(slots, (0..8).collect::<Vec<_>>(), "one counter each, all 8 in use");
+    }
+}

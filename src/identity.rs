@@ -261,6 +261,7 @@ mod fork {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Status;
 
     #[test]
     fn ids_are_unique_and_exited_threads_are_told_from_unissued_ones() {
@@ -277,5 +278,46 @@ mod tests {
         assert_eq!(a.describe_as("alive"), format!("{} (\"a\", alive)", a.id));
         assert_eq!(b.describe_as("alive"), format!("{} (alive)", b.id));
         unregister_thread(b.id);
+    }
+
+    /// Set in the child process of the exhaustion test (its counter cannot be given back).
+    const EXHAUSTED_CHILD: &str = "THREADGUARD_EXHAUSTED_IDS_CHILD";
+
+    /// In a child process (this test binary again, running only this test): with the thread ID
+    /// counter exhausted, a thread's first call is refused with `Limit` (never a wrapped or
+    /// reused ID), every later call too, and nothing is registered or counted; a thread that
+    /// never got its state exits cleanly.
+    #[test]
+    #[cfg_attr(miri, ignore = "starts a child process")]
+    fn an_exhausted_thread_id_counter_refuses_new_threads_with_limit() {
+        if std::env::var_os(EXHAUSTED_CHILD).is_none() {
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "identity::tests::an_exhausted_thread_id_counter_refuses_new_threads_with_limit"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env(EXHAUSTED_CHILD, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            assert!(stdout.contains("1 passed"), "the child ran the test:\n{stdout}");
+            return;
+        }
+        // A fresh process: no thread has touched the library yet.
+        let before = crate::stats();
+        registry().exhaust();
+        let refused = || {
+            let error = crate::register(0u8).unwrap_err();
+            assert_eq!((error.status(), error.message()), (Status::Limit, "the 64-bit thread ID counter is exhausted"));
+            assert_eq!(crate::current_thread_id().unwrap_err().status(), Status::Limit);
+            // SAFETY: a null callback is refused before anything is called.
+            let code = unsafe { crate::ffi::tg_with(crate::Handle::NULL, 1, None, std::ptr::null_mut()) };
+            assert_eq!(code, crate::ffi::TG_ERR_LIMIT, "a C caller's first call gets the same");
+        };
+        refused();
+        refused();
+        std::thread::spawn(refused).join().unwrap();
+        let after = crate::stats();
+        assert_eq!((after.created, after.threads_live), (before.created, before.threads_live));
+        assert_eq!(after.threads_started, FIRST_RESERVED_OWNER - 1, "the counter stays at its limit");
     }
 }

@@ -123,4 +123,18 @@ mod tests {
         assert!(ids.issue(|_| Arc::new(0)).is_none(), "the counter stops short of the limit");
         assert_eq!((ids.issued(), ids.live.len()), (3, 2));
     }
+
+    #[test]
+    fn an_id_hashed_as_bytes_hashes_as_the_id_itself() {
+        use std::hash::{BuildHasher, Hasher};
+        for id in [1u64, 2, 0x0102_0304_0506_0708, u64::MAX] {
+            let mut as_u64 = NoHash.build_hasher();
+            as_u64.write_u64(id);
+            let mut as_bytes = NoHash.build_hasher();
+            as_bytes.write(&id.to_be_bytes());
+            assert_eq!(as_bytes.finish(), as_u64.finish(), "id {id:#x}");
+        }
+        let spread: std::collections::HashSet<u64> = (1..=64).map(|id| NoHash.hash_one(id) >> 58).collect();
+        assert!(spread.len() > 32, "sequential IDs land in different buckets: {spread:?}");
+    }
 }

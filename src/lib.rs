@@ -64,6 +64,8 @@ mod inbox;
 mod keymix;
 mod lifecycle;
 mod refusal;
+#[cfg(test)]
+mod refusal_tests;
 pub mod sites;
 mod state;
 mod table;

@@ -24,7 +24,7 @@ use crate::error::{Error, Status};
 use crate::guard::Expected;
 use crate::handle::Handle;
 use crate::keymix::KeyMix;
-use crate::refusal::What;
+use crate::refusal::{What, describe_expected, describe_kind};
 use crate::state::{ThreadState, with_state};
 use crate::table::{Kind, Removed};
 use static_assertions::{assert_eq_size, const_assert_eq};
@@ -150,7 +150,7 @@ impl Registry {
                 Status::WrongType,
                 format!(
                     "{op}: token {token:?} names {}, expected {}",
-                    describe(&detached.kind),
+                    describe_kind(&detached.kind),
                     describe_expected(expected)
                 ),
             ));
@@ -166,20 +166,6 @@ fn describe_thread(id: u64) -> String {
     match crate::identity::liveness(id) {
         crate::identity::Liveness::Live(record) => record.describe(),
         _ => id.to_string(),
-    }
-}
-
-fn describe(kind: &Kind) -> String {
-    match kind {
-        Kind::Foreign { type_tag, .. } => format!("a C object with type tag {type_tag}"),
-        Kind::Native(native) => format!("a Rust {}", (native.type_name)()),
-    }
-}
-
-fn describe_expected(expected: Expected) -> String {
-    match expected {
-        Expected::Foreign(type_tag) => format!("a C object with type tag {type_tag}"),
-        Expected::Native(native) => format!("a Rust {}", (native.type_name)()),
     }
 }
 

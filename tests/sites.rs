@@ -123,3 +123,26 @@ fn the_c_switch_takes_only_0_and_1() {
     assert!(sites::enabled());
     assert_eq!(threadguard::ffi::tg_set_sites(0), threadguard::ffi::TG_OK);
 }
+
+#[test]
+fn the_c_entry_points_with_a_null_file_record_no_site_and_still_register_and_destroy() {
+    use threadguard::ffi::{TG_ERR_STALE, TG_ERR_WRONG_TYPE, TG_OK, tg_destroy_at, tg_register_at, tg_with};
+    let _serial = serial(true);
+    let c_refusal = |handle: Handle| {
+        // SAFETY: a null callback is refused before anything is called.
+        let code = unsafe { tg_with(handle, 2, None, std::ptr::null_mut()) };
+        (code, threadguard::last_error())
+    };
+    let mut handle = Handle::NULL;
+    // SAFETY: `handle` is valid for writes; no destructor; a NULL file is allowed.
+    assert_eq!(unsafe { tg_register_at(1, std::ptr::null_mut(), None, &mut handle, std::ptr::null(), 10) }, TG_OK);
+    let (code, message) = c_refusal(handle);
+    assert_eq!(code, TG_ERR_WRONG_TYPE);
+    assert!(!message.contains("registered at"), "{message}");
+    // SAFETY: a NULL file is allowed.
+    assert_eq!(unsafe { tg_destroy_at(handle, std::ptr::null(), 11) }, TG_OK);
+    let (code, message) = c_refusal(handle);
+    assert_eq!(code, TG_ERR_STALE);
+    assert!(!message.contains("registered at") && !message.contains("destroyed at"), "{message}");
+    sites::set_enabled(false);
+}

@@ -7,6 +7,8 @@
 //! must die of SIGABRT; the child marks on standard error what ran, and the parent counts the
 //! marks.
 
+mod common;
+
 use std::ffi::c_void;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
@@ -24,6 +26,7 @@ const SIGABRT: i32 = 6;
 /// standard error after checking that it died of SIGABRT.
 fn in_child(test: &str, scenario: fn()) -> String {
     if std::env::var_os(CHILD).is_some() {
+        common::record_coverage_at_abort();
         scenario();
         eprintln!("MARK returned");
         std::process::exit(0);

@@ -118,6 +118,7 @@ fn log_scenario() {
 
 /// Child: a violation under ABORT aborts even though the message cannot be written.
 fn abort_scenario() {
+    common::record_coverage_at_abort();
     threadguard::set_violation_policy(ViolationPolicy::Abort);
     let _ = threadguard::destroy(threadguard::Handle::NULL);
     // Not reached when the policy works: exit normally so the parent sees the difference.

@@ -20,7 +20,7 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
 }
 
 /// Runs a hot entry point's body, which turns its outcome into a status code itself (with
-/// [`status`]), so no `Result` crosses the panic boundary.
+/// [`failed`] for an error), so no `Result` crosses the panic boundary.
 #[inline(always)]
 pub(crate) fn guarded_status(op: &str, body: impl FnOnce() -> tg_status) -> tg_status {
     match catch_unwind(AssertUnwindSafe(body)) {
@@ -29,19 +29,10 @@ pub(crate) fn guarded_status(op: &str, body: impl FnOnce() -> tg_status) -> tg_s
     }
 }
 
-/// The status code of an operation's outcome; an error becomes the thread's last error.
-#[inline(always)]
-pub(crate) fn status(outcome: Result<(), Error>) -> tg_status {
-    match outcome {
-        Ok(()) => TG_OK,
-        Err(error) => failed(error),
-    }
-}
-
-/// A refused call: its message becomes the thread's last error.
+/// A refused call: its message becomes the thread's last error; its status code.
 #[cold]
 #[inline(never)]
-fn failed(error: Error) -> tg_status {
+pub(crate) fn failed(error: Error) -> tg_status {
     // A handle of another copy of the library is stale here (its key is in no table of ours).
     let note = if error.status() == Status::Stale { crate::copies::note_for_refused_handle() } else { None };
     // Create the state if this thread has none yet: the message must not be lost.

@@ -1,6 +1,6 @@
 //! Entry points for C objects: register, borrow, destroy, deferred destroy, cleanup.
 
-use super::boundary::{guarded, guarded_status, null_pointer, status};
+use super::boundary::{failed, guarded, guarded_status, null_pointer};
 use super::{tg_borrow_fn, tg_destructor, tg_status};
 use crate::error::Status;
 use crate::guard::{self, Expected, refuse};
@@ -76,7 +76,7 @@ pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_
         static SITE: guard::BorrowSite = guard::BorrowSite { op: "tg_with", null_arg: "fn" };
         match guard::borrow_recorded(&SITE, handle, Expected::Foreign(type_tag), call) {
             Ok(code) => code,
-            Err(error) => status(Err(error)),
+            Err(error) => failed(error),
         }
     })
 }

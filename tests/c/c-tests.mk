@@ -33,7 +33,7 @@ TG_VALGRIND ?= valgrind
 TG_NATIVE_LIBS ?= -lpthread -ldl -lm
 
 TG_C_DIR := tests/c
-TG_C_TESTS := test_api test_threads test_forged test_runner test_late_exit test_fork test_transfer test_sites
+TG_C_TESTS := test_api test_threads test_forged test_runner test_late_exit test_fork test_transfer test_sites test_copies
 # C++ only (tests/c/*.cpp): callbacks that throw.
 TG_CXX_TESTS := test_unwind
 TG_C_DEPS := $(TG_C_DIR)/tg_test.h $(TG_INCLUDE)/threadguard.h
@@ -45,7 +45,9 @@ TG_C_VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml 2>
 TG_C_VERSION_DEF := $(if $(TG_C_VERSION),-DTG_EXPECTED_VERSION='"$(TG_C_VERSION)"')
 
 TG_C_WARN := -Wall -Wextra -Werror -pedantic
-TG_C_COMMON := $(TG_C_WARN) -O1 -g -I$(TG_INCLUDE) -I$(TG_C_DIR) $(TG_C_VERSION_DEF)
+# test_copies loads a second copy of the library from this file.
+TG_C_SO_DEF := -DTG_SHARED_LIBRARY='"$(abspath $(TG_C_LIB_SO))"'
+TG_C_COMMON := $(TG_C_WARN) -O1 -g -I$(TG_INCLUDE) -I$(TG_C_DIR) $(TG_C_VERSION_DEF) $(TG_C_SO_DEF)
 TG_C_CFLAGS := -std=c99 $(TG_C_COMMON)
 TG_C_CXXFLAGS := -x c++ -std=c++17 $(TG_C_COMMON)
 TG_CXX_ONLY_FLAGS := -std=c++17 $(TG_C_COMMON)

@@ -896,6 +896,7 @@ static void test_abort_policy_in_child(void)
     }
     if (pid == 0) {
         tg_handle null_h = tgt_handle(0, 0);
+        tgt_record_coverage_at_abort();
         dup2(fileno(tmp), 2);
         if (tg_set_violation_policy(TG_POLICY_ABORT) != TG_OK)
             _exit(3);

@@ -328,6 +328,7 @@ void run_in_child(const Scenario &scenario)
         return;
     }
     if (pid == 0) {
+        tgt_record_coverage_at_abort();
         dup2(fileno(err), 2);
         scenario.run();
         _exit(0); /* reached only if the throw did not end the process */

@@ -24,6 +24,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -152,6 +153,33 @@ static inline int tgt_finish(void)
     printf("%lu passed, %lu failed\n", p, f);
     fflush(stdout);
     return f ? 1 : 0;
+}
+
+/*
+ * For child processes that must die of SIGABRT (the ABORT policy, a callback that throws):
+ * when the library is built for `make coverage` and linked statically, writes the process's
+ * coverage profile when it aborts (a process otherwise writes it only when it exits), so the
+ * code that led to the abort is counted. The abort goes ahead as before: the handler returns,
+ * and abort() then ends the process with SIGABRT. Without the instrumentation runtime (every
+ * other build, and the shared library, which does not export it) the weak symbol is NULL and
+ * nothing is installed.
+ */
+#ifdef __cplusplus
+extern "C" int __llvm_profile_write_file(void) __attribute__((weak));
+#else
+extern int __llvm_profile_write_file(void) __attribute__((weak));
+#endif
+
+static inline void tgt_write_profile(int sig)
+{
+    (void)sig;
+    __llvm_profile_write_file();
+}
+
+static inline void tgt_record_coverage_at_abort(void)
+{
+    if (__llvm_profile_write_file)
+        signal(SIGABRT, tgt_write_profile);
 }
 
 /* ------------------------------------------------------------------ */
