@@ -177,6 +177,7 @@ impl Drop for Kit {
 fn add(total: &mut Summary, summary: &Summary) {
     total.steps += summary.steps;
     total.objects += summary.objects;
+    total.reentrant += summary.reentrant;
     for (&code, &count) in &summary.statuses {
         *total.statuses.entry(code).or_default() += count;
     }

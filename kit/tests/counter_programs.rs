@@ -8,7 +8,7 @@ mod counter;
 use std::path::Path;
 use std::time::Instant;
 use threadguard::ffi::{
-    TG_ERR_NULL_HANDLE, TG_ERR_OWNER_EXITED, TG_ERR_STALE, TG_ERR_WRONG_THREAD, TG_ERR_WRONG_TYPE, TG_OK,
+    TG_ERR_BUSY, TG_ERR_NULL_HANDLE, TG_ERR_OWNER_EXITED, TG_ERR_STALE, TG_ERR_WRONG_THREAD, TG_ERR_WRONG_TYPE, TG_OK,
 };
 use threadguard_fuzzkit::{Kit, random_program};
 
@@ -40,9 +40,28 @@ fn seeded_random_programs_pass_and_reach_every_handle_check() {
         RANDOM_PROGRAMS as f64 / seconds,
         summary.statuses
     );
-    for code in [TG_OK, TG_ERR_NULL_HANDLE, TG_ERR_WRONG_THREAD, TG_ERR_OWNER_EXITED, TG_ERR_STALE, TG_ERR_WRONG_TYPE] {
+    for code in [
+        TG_OK,
+        TG_ERR_NULL_HANDLE,
+        TG_ERR_WRONG_THREAD,
+        TG_ERR_OWNER_EXITED,
+        TG_ERR_STALE,
+        TG_ERR_WRONG_TYPE,
+        TG_ERR_BUSY,
+    ] {
         assert!(summary.statuses.get(&code).copied().unwrap_or(0) > 0, "no program produced status {code}");
     }
+    // Every re-entrant operation of the counter is refused as busy, except a deferred destroy.
+    assert!(summary.reentrant > 0, "no re-entrant step ran its operation");
+}
+
+#[test]
+fn a_spec_without_a_borrow_gets_no_reentrant_steps() {
+    let kit = Kit::new(counter::spec_without_borrow().0);
+    let summary = kit.run_random(0..200);
+    assert_eq!(summary.reentrant, 0);
+    assert_eq!(summary.statuses.get(&TG_ERR_BUSY), None, "{:?}", summary.statuses);
+    assert!(summary.statuses.get(&TG_ERR_WRONG_TYPE).copied().unwrap_or(0) > 0, "{:?}", summary.statuses);
 }
 
 #[test]
@@ -62,6 +81,24 @@ fn a_getter_that_skips_the_guard_is_found() {
     let (seed, failure) = kit.find(0..BUG_BUDGET).expect("the kit finds the unguarded getter");
     eprintln!("found with seed {seed}:\n{failure}");
     assert!(failure.message.contains("leaky_counter_get"), "{failure}");
+}
+
+#[test]
+fn an_add_that_goes_around_the_guard_when_busy_is_found() {
+    let kit = Kit::new(counter::busy_bug_spec(counter::BusyBug::AddAroundTheGuard));
+    let (seed, failure) = kit.find(0..BUG_BUDGET).expect("the kit finds the add that ignores busy");
+    eprintln!("found with seed {seed}:\n{failure}");
+    assert!(failure.message.contains("counter_add_anyway returned TG_OK"), "{failure}");
+    assert!(failure.message.contains("inside a borrow"), "{failure}");
+}
+
+#[test]
+fn a_free_that_turns_busy_into_success_is_found() {
+    let kit = Kit::new(counter::busy_bug_spec(counter::BusyBug::FreeLaterWhenBusy));
+    let (seed, failure) = kit.find(0..BUG_BUDGET).expect("the kit finds the free that ignores busy");
+    eprintln!("found with seed {seed}:\n{failure}");
+    assert!(failure.message.contains("counter_free_or_later returned TG_OK"), "{failure}");
+    assert!(failure.message.contains("inside a borrow"), "{failure}");
 }
 
 /// Reruns one random program, chosen with `TG_KIT_SEED` (no-op without it).
