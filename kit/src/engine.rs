@@ -12,7 +12,9 @@
 //! stale, wrong type); after it, it compares the status, threadguard's counters (objects
 //! created and destroyed), which objects died (asked of threadguard on the owner) and the
 //! witnesses' events (created, touched, dropped, and on which thread) with what the status
-//! allows.
+//! allows. A re-entrant step is the kit's borrow of one of the thread's objects (predicted like
+//! a method) with an operation on the same handle inside it, checked on its own: refused as
+//! busy (a deferred destroy: or queued, to run as the borrow ends), with no effect.
 
 use crate::affinity;
 use crate::baton::Baton;
