@@ -119,6 +119,15 @@ fn a_free_that_turns_busy_into_success_is_found() {
 }
 
 #[test]
+fn a_busy_refusal_with_an_effect_is_found() {
+    let kit = Kit::new(counter::busy_bug_spec(counter::BusyBug::ForkWhenBusy));
+    let (seed, failure) = kit.find(0..BUG_BUDGET).expect("the kit finds the refusal that creates a counter");
+    eprintln!("found with seed {seed}:\n{failure}");
+    assert!(failure.message.contains("counter_add_or_fork returned TG_ERR_BUSY inside a borrow"), "{failure}");
+    assert!(failure.message.contains("1 objects created"), "{failure}");
+}
+
+#[test]
 fn a_borrow_that_does_not_run_the_operation_is_reported() {
     let (mut spec, counter) = counter::spec_without_borrow();
     spec.borrow(counter, |h, _inside| {

@@ -63,6 +63,9 @@ pub enum BusyBug {
     /// `counter_free_or_later`: when `counter_free` says busy, it asks for a deferred destroy
     /// and returns `TG_OK`, as if the counter were gone.
     FreeLaterWhenBusy,
+    /// `counter_add_or_fork`: when `counter_add` says busy, it starts a new counter "to add to
+    /// instead" and still returns `TG_ERR_BUSY`: a refusal with an effect.
+    ForkWhenBusy,
 }
 
 thread_local! {
@@ -111,6 +114,17 @@ pub fn busy_bug_spec(bug: BusyBug) -> Spec {
             spec.destroy(counter, "counter_free_or_later", |h| match counter_free(h) {
                 TG_ERR_BUSY => counter_free_later(h),
                 status => status,
+            });
+        }
+        BusyBug::ForkWhenBusy => {
+            spec.call(counter, "counter_add_or_fork", |handle, arg| {
+                // SAFETY: the out pointer is valid.
+                let status = unsafe { counter_add(handle, arg as i64, &mut 0) };
+                if status == TG_ERR_BUSY {
+                    // SAFETY: the out pointer is valid. (The fork is left to the thread's cleanup.)
+                    unsafe { counter_new(arg as i64, &mut Handle::NULL) };
+                }
+                status
             });
         }
     }
