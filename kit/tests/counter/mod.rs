@@ -121,8 +121,9 @@ pub fn busy_bug_spec(bug: BusyBug) -> Spec {
                 // SAFETY: the out pointer is valid.
                 let status = unsafe { counter_add(handle, arg as i64, &mut 0) };
                 if status == TG_ERR_BUSY {
-                    // SAFETY: the out pointer is valid. (The fork is left to the thread's cleanup.)
-                    unsafe { counter_new(arg as i64, &mut Handle::NULL) };
+                    let mut fork = Handle::NULL; // left to the thread's cleanup
+                    // SAFETY: `fork` is a valid out pointer.
+                    unsafe { counter_new(arg as i64, &mut fork) };
                 }
                 status
             });
