@@ -1,6 +1,7 @@
 //! The README's `Counter` (exported with `export_thread_affine!`) fuzzed through
 //! threadguard-fuzzkit: misuse programs over real threads, each step checked against what
-//! threadguard promises. `cargo test -p threadguard-fuzzkit --test counter_programs` runs the
+//! threadguard promises, including calls made inside a borrow of their own counter (the spec's
+//! `borrow`). `cargo test -p threadguard-fuzzkit --test counter_programs` runs the
 //! same spec over this target's seeds and seeded random programs.
 
 #![no_main]

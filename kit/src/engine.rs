@@ -12,7 +12,9 @@
 //! stale, wrong type); after it, it compares the status, threadguard's counters (objects
 //! created and destroyed), which objects died (asked of threadguard on the owner) and the
 //! witnesses' events (created, touched, dropped, and on which thread) with what the status
-//! allows.
+//! allows. A re-entrant step is the kit's borrow of one of the thread's objects (predicted like
+//! a method) with an operation on the same handle inside it, checked on its own: refused as
+//! busy (a deferred destroy: or queued, to run as the borrow ends), with no effect.
 
 use crate::affinity;
 use crate::baton::Baton;
@@ -27,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use threadguard::ffi::{
-    TG_ERR_NULL_HANDLE, TG_ERR_OWNER_EXITED, TG_ERR_PANIC, TG_ERR_STALE, TG_ERR_WRONG_THREAD, TG_ERR_WRONG_TYPE, TG_OK,
-    tg_status,
+    TG_ERR_BUSY, TG_ERR_NULL_HANDLE, TG_ERR_OWNER_EXITED, TG_ERR_PANIC, TG_ERR_STALE, TG_ERR_WRONG_THREAD,
+    TG_ERR_WRONG_TYPE, TG_OK, tg_status,
 };
 use threadguard::{Handle, Stats};
 
@@ -50,8 +52,11 @@ pub struct Summary {
     pub steps: usize,
     /// Objects created (the spec's and the kit's decoys).
     pub objects: u64,
-    /// How often each status came back, by code (index 0 is `TG_OK`).
+    /// How often each status came back, by code (index 0 is `TG_OK`). A re-entrant step
+    /// counts its operation's status when the kit's borrow ran it, the borrow's otherwise.
     pub statuses: BTreeMap<tg_status, u64>,
+    /// Re-entrant steps whose operation ran inside the kit's borrow.
+    pub reentrant: u64,
 }
 
 /// Why a program failed: what differed from what threadguard promises, and the program's last
@@ -123,6 +128,23 @@ struct Line {
     action: Action,
     handle: Handle,
     status: Option<tg_status>,
+    /// A re-entrant step: the status of the operation inside the kit's borrow, if it ran.
+    nested: Option<tg_status>,
+}
+
+/// What the operation of a re-entrant step did inside the kit's borrow.
+#[derive(Debug, Default)]
+struct Nested {
+    /// How often the spec's borrow called `inside`.
+    runs: u32,
+    /// The operation's status, or its panic.
+    outcome: Option<Result<tg_status, String>>,
+    /// Objects threadguard counted created and destroyed while it ran.
+    created: u64,
+    destroyed: u64,
+    /// Witness events while it ran, and before it inside the borrow.
+    events: Vec<Event>,
+    outer: Vec<Event>,
 }
 
 struct Model {
@@ -415,7 +437,14 @@ fn end(shared: &Arc<Shared>, workers: &mut [Option<JoinHandle<()>>], slot: usize
         }
         if run.failure.is_none() {
             let thread = run.model.slots[slot];
-            run.model.transcript.push(Line { step, thread, action: Action::Exit, handle: Handle::NULL, status: None });
+            run.model.transcript.push(Line {
+                step,
+                thread,
+                action: Action::Exit,
+                handle: Handle::NULL,
+                status: None,
+                nested: None,
+            });
             if let Err(what) = run.model.check_exit(thread, threadguard::stats()) {
                 run.failure = Some(what);
             }
@@ -585,6 +614,7 @@ impl Model {
         let mut handle = Handle::NULL;
         let mut expect = Expect { allowed: mask(&[TG_OK]), target: None, queues: None };
         let mut op_kind = None;
+        let mut nested: Option<Nested> = None;
         let status = match step.action {
             Action::Decoy => {
                 let result = threadguard::register(Decoy);
@@ -594,11 +624,43 @@ impl Model {
             Action::RunPending => code_of(&threadguard::run_pending()),
             Action::Cleanup => code_of(&threadguard::thread_cleanup()),
             Action::Exit => unreachable!("the driver runs exits"),
-            Action::Op { op, target, arg } => {
+            Action::Op { op, target, arg } | Action::Reentrant { op, target, arg } => {
                 let spec_op = &spec.ops[op];
                 op_kind = Some(spec_op.kind);
                 let ok_path = spec_op.documented & !mask(&HANDLE_STATUSES);
+                let run_op = |handle: Handle| match &spec_op.f {
+                    OpFn::Call(f) => f(handle, arg),
+                    OpFn::Destroy(f) | OpFn::DestroyLater(f) => f(handle),
+                    OpFn::Create(_) => unreachable!("constructors take no handle"),
+                };
                 let outcome = match &spec_op.f {
+                    _ if matches!(step.action, Action::Reentrant { .. }) => {
+                        // First the kit's borrow of the target, a checked call that succeeds
+                        // or not; then the operation, inside it, on the handle it holds.
+                        handle = self.resolve(me, spec_op.kind, target);
+                        expect = self.predict(me, spec_op.kind, handle, false, mask(&[TG_OK]));
+                        let borrow =
+                            spec.kinds[spec_op.kind.0].borrow.as_ref().expect("re-entrant steps need a borrow");
+                        let record = nested.insert(Nested::default());
+                        let handle = handle;
+                        let mut inside = || {
+                            record.runs += 1;
+                            if record.runs > 1 {
+                                return;
+                            }
+                            record.outer = witness::take_events();
+                            let before = threadguard::stats();
+                            record.outcome = Some(
+                                catch_unwind(AssertUnwindSafe(|| run_op(handle)))
+                                    .map_err(|payload| panic_text(&*payload)),
+                            );
+                            let after = threadguard::stats();
+                            record.created = after.created - before.created;
+                            record.destroyed = after.destroyed - before.destroyed;
+                            record.events = witness::take_events();
+                        };
+                        catch_unwind(AssertUnwindSafe(|| borrow(handle, &mut inside)))
+                    }
                     OpFn::Create(f) => {
                         expect.allowed = ok_path;
                         catch_unwind(AssertUnwindSafe(|| {
@@ -611,11 +673,7 @@ impl Model {
                         handle = self.resolve(me, spec_op.kind, target);
                         let deferred = matches!(other, OpFn::DestroyLater(_));
                         expect = self.predict(me, spec_op.kind, handle, deferred, ok_path);
-                        catch_unwind(AssertUnwindSafe(|| match other {
-                            OpFn::Call(f) => f(handle, arg),
-                            OpFn::Destroy(f) | OpFn::DestroyLater(f) => f(handle),
-                            OpFn::Create(_) => unreachable!(),
-                        }))
+                        catch_unwind(AssertUnwindSafe(|| run_op(handle)))
                     }
                 };
                 match outcome {
@@ -627,6 +685,7 @@ impl Model {
                             action: step.action,
                             handle,
                             status: None,
+                            nested: None,
                         });
                         return Err(format!(
                             "{} panicked (a panic must not leave an operation): {}",
@@ -637,13 +696,124 @@ impl Model {
                 }
             }
         };
-        self.transcript.push(Line { step: number, thread: me, action: step.action, handle, status: Some(status) });
-        *self.summary.statuses.entry(status).or_default() += 1;
+        let inner = nested.as_ref().and_then(|nested| nested.outcome.clone()?.ok());
+        self.transcript.push(Line {
+            step: number,
+            thread: me,
+            action: step.action,
+            handle,
+            status: Some(status),
+            nested: inner,
+        });
+        // A re-entrant step counts its operation's status when the borrow ran it.
+        *self.summary.statuses.entry(inner.unwrap_or(status)).or_default() += 1;
         let after = threadguard::stats();
-        let events = witness::take_events();
+        let mut events = witness::take_events();
+        if let (Some(nested), Action::Reentrant { op, .. }) = (&mut nested, step.action) {
+            let op = &spec.ops[op];
+            if expect.allowed & 1 << status.clamp(0, 31) != 0 {
+                // (A borrow status the checks do not allow is reported below.)
+                self.check_nested(op, spec.kinds[op.kind.0].name, me, handle, status, nested)?;
+            }
+            self.summary.reentrant += u64::from(nested.runs == 1);
+            if nested.outcome == Some(Ok(TG_OK))
+                && let Some(obj) = expect.target
+            {
+                // A deferred destroy accepted inside the borrow: its request runs as the
+                // borrow ends.
+                self.objects[obj].pending = true;
+            }
+            let mut outer = std::mem::take(&mut nested.outer);
+            outer.append(&mut events);
+            events = outer;
+        }
         let result = self.check_step(spec, me, step.action, op_kind, handle, expect, status, after, &events);
         self.stats = after;
         result
+    }
+
+    /// Checks what the operation of a re-entrant step did inside the kit's borrow (`borrow`:
+    /// the borrow's status): threadguard refuses it with `TG_ERR_BUSY` (or the operation with
+    /// a refusal of its own), with no effect; a deferred destroy may be accepted instead.
+    fn check_nested(
+        &self,
+        op: &crate::spec::OpSpec,
+        kind: &str,
+        me: u64,
+        handle: Handle,
+        borrow: tg_status,
+        nested: &Nested,
+    ) -> Result<(), String> {
+        if nested.runs > 1 {
+            return Err(format!(
+                "the spec's borrow for {kind} called the operation inside it {} times (once, please)",
+                nested.runs
+            ));
+        }
+        let outcome = match (&nested.outcome, borrow == TG_OK) {
+            (None, false) => return Ok(()),
+            (None, true) => {
+                return Err(format!(
+                    "the spec's borrow for {kind} returned TG_OK for handle {handle:?} without calling the operation inside it"
+                ));
+            }
+            (Some(_), false) => {
+                return Err(format!(
+                    "the spec's borrow for {kind} returned {} for handle {handle:?} after it called the operation inside it",
+                    name(borrow)
+                ));
+            }
+            (Some(outcome), true) => outcome,
+        };
+        let status = match outcome {
+            Ok(status) => *status,
+            Err(text) => {
+                return Err(format!(
+                    "{} panicked inside a borrow of its object (a panic must not leave an operation): {text}",
+                    op.name
+                ));
+            }
+        };
+        // Inside a borrow every handle check passes but the last: the object is busy. A
+        // deferred destroy is queued instead; an operation may refuse an argument first.
+        let own_refusals = op.documented & !mask(&HANDLE_STATUSES) & !mask(&[TG_OK, TG_ERR_PANIC]);
+        let mut allowed = mask(&[TG_ERR_BUSY]) | own_refusals;
+        if matches!(op.f, OpFn::DestroyLater(_)) {
+            allowed |= mask(&[TG_OK]);
+        }
+        if !(0..32).contains(&status) || allowed & 1 << status == 0 {
+            return Err(format!(
+                "{} returned {} ({status}) for handle {handle:?} on thread {me}, inside a borrow of that object; threadguard allows {}",
+                op.name,
+                name(status),
+                names(allowed)
+            ));
+        }
+        if op.documented & 1 << status == 0 {
+            return Err(format!(
+                "{} returned {} inside a borrow of its object, which it does not document (documented: {})",
+                op.name,
+                name(status),
+                names(op.documented)
+            ));
+        }
+        if nested.created != 0 || nested.destroyed != 0 {
+            return Err(format!(
+                "{} returned {} inside a borrow of {handle:?}, and threadguard counted {} objects created and {} destroyed meanwhile",
+                op.name,
+                name(status),
+                nested.created,
+                nested.destroyed
+            ));
+        }
+        if let Some(event) = nested.events.first() {
+            return Err(format!(
+                "{} returned {} inside a borrow of {handle:?} and reached an object meanwhile ({event:?}): a refused call must change nothing",
+                op.name,
+                name(status)
+            ));
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -663,7 +833,10 @@ impl Model {
             Action::Op { op, .. } => Some(&spec.ops[op]),
             _ => None,
         };
-        let what = op.map_or_else(|| format!("{action:?}"), |op| op.name.to_owned());
+        let what = match action {
+            Action::Reentrant { op, .. } => format!("the kit's borrow for {}", spec.ops[op].name),
+            _ => op.map_or_else(|| format!("{action:?}"), |op| op.name.to_owned()),
+        };
         if expect.allowed & 1 << status.clamp(0, 31) == 0 || !(0..32).contains(&status) {
             return Err(format!(
                 "{what} returned {} ({status}) for handle {handle:?} on thread {me}; threadguard's checks allow {}",
@@ -990,6 +1163,14 @@ impl Model {
                 Action::Op { op, arg, .. } => {
                     let op = &spec.ops[op];
                     format!("{}({:?}, arg {arg}) [{}]", op.name, line.handle, spec.kinds[op.kind.0].name)
+                }
+                Action::Reentrant { op, arg, .. } => {
+                    let op = &spec.ops[op];
+                    let inside = line.nested.map_or("not run", name);
+                    format!(
+                        "borrow {:?} [{}] {{ {}(same handle, arg {arg}) = {inside} }}",
+                        line.handle, spec.kinds[op.kind.0].name, op.name
+                    )
                 }
                 Action::Decoy => format!("register a decoy -> {:?}", line.handle),
                 other => format!("{other:?}"),

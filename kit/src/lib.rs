@@ -4,12 +4,16 @@
 //! methods, destructors, deferred destructors) as closures over handles; the kit turns fuzzer
 //! bytes into programs over several real OS threads (which thread runs which operation on which
 //! handle, including handles that are stale, destroyed, forged, of another type or owned by an
-//! exited thread) and checks what threadguard promises for any library built on it:
+//! exited thread, and, for a kind whose borrow the spec gives ([`Spec::borrow`]), the object's
+//! own handle inside a borrow of it) and checks what threadguard promises for any library built
+//! on it:
 //!
 //! - no crash, and no panic out of an operation;
 //! - every status is one threadguard's checks allow for that handle on that thread (null,
-//!   wrong thread, owner exited, stale, wrong type) and one the operation documents;
-//! - a refused call has no effect: no object created, destroyed or touched;
+//!   wrong thread, owner exited, stale, wrong type; busy inside a borrow, where a deferred
+//!   destroy may be accepted instead) and one the operation documents;
+//! - a refused call has no effect: no object created, destroyed or touched (inside a borrow,
+//!   none created or destroyed while it holds);
 //! - every object is destroyed exactly once, on its owner: when its destructor says so, when a
 //!   deferred destroy request runs, at a cleanup or at the owner's exit, and never otherwise;
 //! - threadguard's counters return to zero live objects, no pending requests and no extra live
@@ -26,7 +30,7 @@
 //! ```
 //! use std::{cell::RefCell, rc::Rc};
 //! use threadguard::Handle;
-//! use threadguard_fuzzkit::{Kit, Spec, Witness};
+//! use threadguard_fuzzkit::{Kit, Spec, Witness, status};
 //!
 //! pub struct Counter(Rc<RefCell<i64>>, Witness);
 //!
@@ -54,6 +58,8 @@
 //! spec.call(counter, "counter_add", |h, arg| unsafe { counter_add(h, arg as i64, &mut 0) });
 //! spec.destroy(counter, "counter_free", |h| counter_free(h));
 //! spec.destroy_later(counter, "counter_free_later", |h| counter_free_later(h));
+//! // Optional: how to borrow a counter, for calls made inside a borrow of it.
+//! spec.borrow(counter, |h, inside| status(&threadguard::with::<Counter, _>(h, |_| inside())));
 //!
 //! let kit = Kit::new(spec);
 //! kit.run_random(0..20); // seeded random programs; `kit.run(bytes)` in a fuzz target
@@ -177,6 +183,7 @@ impl Drop for Kit {
 fn add(total: &mut Summary, summary: &Summary) {
     total.steps += summary.steps;
     total.objects += summary.objects;
+    total.reentrant += summary.reentrant;
     for (&code, &count) in &summary.statuses {
         *total.statuses.entry(code).or_default() += count;
     }

@@ -6,6 +6,11 @@
 //! object of this thread", "another thread's", "one whose owner exited", "a destroyed one",
 //! "this one with a bit flipped", "a forged one"), and resolved against the model when the step
 //! runs, so the whole program is decoded before it starts.
+//!
+//! Re-entrant steps (action bytes 236-247) came after the first programs and exist only for
+//! specs with a [`Spec::borrow`](crate::Spec::borrow): with one, a program saved before them reads the
+//! same up to its first action byte in 236-247 (then any operation, now a re-entrant one) and
+//! differently from there; without one, every program reads as before.
 
 use crate::spec::{OpFn, Spec};
 
@@ -59,6 +64,9 @@ pub(crate) enum Target {
 pub(crate) enum Action {
     /// One of the spec's operations.
     Op { op: usize, target: Target, arg: u64 },
+    /// The kit borrows the target (with the spec's borrow for the op's kind) and runs the op
+    /// on the same handle inside the borrow.
+    Reentrant { op: usize, target: Target, arg: u64 },
     /// The kit registers an object of its own type: a handle of the wrong type for every op.
     Decoy,
     /// `threadguard::run_pending` on the slot's thread.
@@ -98,6 +106,10 @@ pub(crate) fn decode(spec: &Spec, slots: usize, data: &[u8]) -> Vec<Step> {
     let destroys = by_class(|f| matches!(f, OpFn::Destroy(_)));
     let laters = by_class(|f| matches!(f, OpFn::DestroyLater(_)));
     let all: Vec<usize> = (0..spec.ops.len()).collect();
+    // Re-entrant steps: the operations that take a handle, of kinds with a borrow.
+    let reentrant: Vec<usize> = (0..spec.ops.len())
+        .filter(|&op| !matches!(spec.ops[op].f, OpFn::Create(_)) && spec.kinds[spec.ops[op].kind.0].borrow.is_some())
+        .collect();
 
     let mut input = Input { data, pos: 0 };
     let mut steps = Vec::new();
@@ -122,6 +134,16 @@ pub(crate) fn decode(spec: &Spec, slots: usize, data: &[u8]) -> Vec<Step> {
             }
             222..=235 => {
                 steps.push(Step { slot, action: Action::Exit });
+                continue;
+            }
+            236..=247 if !reentrant.is_empty() => {
+                let op = reentrant[usize::from(input.byte()) % reentrant.len()];
+                // The kit borrows the target first: one of the thread's live objects of the
+                // operation's kind when there is one (the model predicts the borrow's
+                // refusal otherwise).
+                let target = Target::Pick { who: Who::Me, life: Life::Live, kind: KindSel::Same, index: input.byte() };
+                let arg = u64::from(input.byte());
+                steps.push(Step { slot, action: Action::Reentrant { op, target, arg } });
                 continue;
             }
             _ => &all,

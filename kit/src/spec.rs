@@ -13,6 +13,7 @@ pub const HANDLE_STATUSES: [tg_status; 6] =
 pub(crate) type CreateFn = dyn Fn(u64) -> (tg_status, Handle) + Send + Sync;
 pub(crate) type CallFn = dyn Fn(Handle, u64) -> tg_status + Send + Sync;
 pub(crate) type HandleFn = dyn Fn(Handle) -> tg_status + Send + Sync;
+pub(crate) type BorrowFn = dyn Fn(Handle, &mut dyn FnMut()) -> tg_status + Send + Sync;
 
 /// A type of object in a [`Spec`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,6 +22,8 @@ pub struct Kind(pub(crate) usize);
 pub(crate) struct KindSpec {
     pub name: &'static str,
     pub witnessed: bool,
+    /// How to borrow an object of this kind (see [`Spec::borrow`]).
+    pub borrow: Option<Box<BorrowFn>>,
 }
 
 /// What an operation does, as far as the kit is concerned.
@@ -90,15 +93,39 @@ impl Spec {
     /// A kind of object whose values carry no [`crate::Witness`]: the kit sees them through
     /// threadguard (its handles and counters) only.
     pub fn kind(&mut self, name: &'static str) -> Kind {
-        self.kinds.push(KindSpec { name, witnessed: false });
+        self.kinds.push(KindSpec { name, witnessed: false, borrow: None });
         Kind(self.kinds.len() - 1)
     }
 
     /// A kind of object whose constructor creates exactly one [`crate::Witness`], which is
     /// dropped with it: the kit also checks where each object is created, touched and dropped.
     pub fn witnessed_kind(&mut self, name: &'static str) -> Kind {
-        self.kinds.push(KindSpec { name, witnessed: true });
+        self.kinds.push(KindSpec { name, witnessed: true, borrow: None });
         Kind(self.kinds.len() - 1)
+    }
+
+    /// How to borrow an object of `kind`, as the library's own operations do (optional).
+    ///
+    /// `f(handle, inside)` borrows the object the handle names, calls `inside()` exactly once
+    /// while the borrow holds, and returns the borrow's status: for a Rust type,
+    /// `status(&threadguard::with::<T, _>(handle, |_| inside()))`; for a C library, `tg_with`
+    /// with the kind's type tag and a callback that calls `inside` through its context.
+    ///
+    /// With it, programs also contain re-entrant steps for `kind`: the kit borrows one of the
+    /// thread's objects of `kind` and runs a method, destructor or deferred destructor of
+    /// `kind` on the same handle inside the borrow. There threadguard refuses methods and
+    /// destructors with `TG_ERR_BUSY` (or a refusal the operation adds with
+    /// [`OpBuilder::also`]), with no effect; a deferred destructor may also return `TG_OK`
+    /// (`tg_destroy_later` accepts a busy object): the object is then destroyed once, on its
+    /// owner, when the borrow ends. Nothing may be created or destroyed while the borrow holds.
+    pub fn borrow(
+        &mut self,
+        kind: Kind,
+        f: impl Fn(Handle, &mut dyn FnMut()) -> tg_status + Send + Sync + 'static,
+    ) -> &mut Self {
+        assert!(kind.0 < self.kinds.len(), "kind {kind:?} is not from this spec");
+        self.kinds[kind.0].borrow = Some(Box::new(f));
+        self
     }
 
     fn add(&mut self, kind: Kind, name: &'static str, f: OpFn, documented: u32) -> OpBuilder<'_> {
