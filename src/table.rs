@@ -356,6 +356,19 @@ impl Table {
         }
     }
 
+    /// [`Table::end_borrow`] without the bounds check, for the borrow fast path.
+    ///
+    /// # Safety
+    /// `borrowed` must come from [`Table::ready`] or [`Table::begin_borrow`] of this table.
+    #[inline(always)]
+    pub(crate) unsafe fn end_borrow_unchecked(&self, borrowed: Borrowed) {
+        // SAFETY: the caller passes a borrow of this table, so `borrowed.slot` was the index of
+        // one of its slots; slots are never taken away (the vector only grows), so it still is.
+        let slot = unsafe { self.slots.get_unchecked(borrowed.slot as usize) };
+        debug_assert_eq!(slot.flags.get(), borrowed.flags | BUSY, "a busy entry changed");
+        slot.flags.set(borrowed.flags);
+    }
+
     /// Checks a handle's key for a borrow (stale, then type, then busy) and marks the entry
     /// busy. [`Table::end_borrow`] clears the mark.
     pub(crate) fn begin_borrow(&self, mixed: u64, expected: Expected) -> Result<Borrowed, Refusal> {
