@@ -207,7 +207,7 @@ impl Drop for BorrowGuard<'_> {
         // table the library takes is scoped to one of its calls, none of which runs user code
         // while it holds one: those taken while the borrow's code ran ended before it returned
         // (or unwound). So none is live, and the reference is used for one `Cell` store of the
-        // entry's flags. `borrowed` came from this thread's table, the one it is given back to.
+        // entry's version (its busy mark). `borrowed` came from this thread's table, the one it is given back to.
         unsafe { (*self.state.table.as_ptr()).end_borrow_unchecked(self.borrowed) };
     }
 }

@@ -83,9 +83,10 @@ pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_
 
 /// `tg_with` when its fast path declined: a refusal, recorded as facts (a small frame of its
 /// own), or else the thread's first call. Not `#[cold]`: the call is (the fast path's branch to
-/// it), and inside it the panic boundary's closure is then inlined.
+/// it), and inside it the panic boundary's closure is then inlined. `extern "C"`: it cannot
+/// unwind (its panic boundary catches everything), so that branch is a tail call.
 #[inline(never)]
-fn tg_with_declined(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
+extern "C" fn tg_with_declined(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
     let refused = guarded_status(
         "tg_with",
         #[inline(always)]
