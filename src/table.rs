@@ -106,14 +106,18 @@ enum DisposerKey {
     Native(TypeId),
 }
 
+/// The type whose `TypeId` stands for "a C destructor" among a thread's disposers: private,
+/// so no Rust object registered through the API has it.
+struct NotRust;
+
 /// A thread's disposers, each with the number of live entries that use it.
 #[derive(Default)]
 struct Disposers {
     /// Indexed by an entry's disposer index; a slot with no users is on `free`.
     list: Vec<(Disposer, usize)>,
-    /// The Rust type of each disposer in `list` (`None` for a C destructor), by the same
-    /// index: what a Rust borrow's type check reads, one word per disposer.
-    natives: Vec<Option<&'static NativeType>>,
+    /// The `TypeId` of each disposer in `list` (of [`NotRust`] for a C destructor), by the
+    /// same index: what a Rust borrow's type check compares, exactly, with its type's.
+    type_ids: Vec<TypeId>,
     free: Vec<u32>,
     index: HashMap<DisposerKey, u32>,
     /// The index the last registration used: most objects share a few disposers.
@@ -127,10 +131,11 @@ impl Disposers {
         self.list[index as usize].0
     }
 
-    /// The Rust type of the disposer at `index` (of a live entry), if it is one.
+    /// The `TypeId` of the disposer at `index` (of a live entry): of [`NotRust`] for a C
+    /// destructor.
     #[inline(always)]
-    fn native(&self, index: u32) -> Option<&'static NativeType> {
-        self.natives.get(index as usize).copied().flatten()
+    fn type_id(&self, index: u32) -> Option<TypeId> {
+        self.type_ids.get(index as usize).copied()
     }
 
     /// The index of `disposer`, added if new, with one more user.
@@ -146,19 +151,19 @@ impl Disposers {
                     index
                 }
                 None => {
-                    let native = match disposer {
-                        Disposer::Native(native) => Some(native),
-                        Disposer::Foreign(_) => None,
+                    let type_id = match disposer {
+                        Disposer::Native(native) => native.type_id,
+                        Disposer::Foreign(_) => TypeId::of::<NotRust>(),
                     };
                     let index = match self.free.pop() {
                         Some(index) => {
                             self.list[index as usize] = (disposer, 1);
-                            self.natives[index as usize] = native;
+                            self.type_ids[index as usize] = type_id;
                             index
                         }
                         None if self.list.len() <= DISPOSER as usize => {
                             self.list.push((disposer, 1));
-                            self.natives.push(native);
+                            self.type_ids.push(type_id);
                             (self.list.len() - 1) as u32
                         }
                         None => return Err(TooManyDisposers),
@@ -377,12 +382,8 @@ impl Table {
             Expected::Native(wanted) => {
                 // A Rust object, not empty: then the flags are its disposer index.
                 let index = flags ^ NATIVE;
-                index <= DISPOSER && {
-                    let actual = self.disposers.native(index);
-                    // The same instance (the common case) in one comparison, else the same type.
-                    actual.map(std::ptr::from_ref) == Some(std::ptr::from_ref(wanted))
-                        || actual.is_some_and(|actual| actual.same_type(wanted))
-                }
+                // Its type, exactly (a `TypeId` is a constant where `with` is compiled).
+                index <= DISPOSER && self.disposers.type_id(index) == Some(wanted.type_id)
             }
         };
         ready.then_some(Borrowed { slot: index, object: slot.object })
