@@ -207,7 +207,8 @@ impl Drop for BorrowGuard<'_> {
         // table the library takes is scoped to one of its calls, none of which runs user code
         // while it holds one: those taken while the borrow's code ran ended before it returned
         // (or unwound). So none is live, and the reference is used for one `Cell` store of the
-        // entry's version (its busy mark). `borrowed` came from this thread's table, the one it is given back to.
+        // entry's version (its busy mark). `borrowed` came from this thread's table, the one
+        // it is given back to.
         unsafe { (*self.state.table.as_ptr()).end_borrow_unchecked(self.borrowed) };
     }
 }
@@ -322,8 +323,8 @@ pub(crate) struct BorrowSite {
 
 /// A C borrow's fast path: `true` if every check passed and `call` ran; `false`, with
 /// nothing changed, for anything unusual (then [`record_borrow_refusal`] and, if it finds
-/// nothing to refuse, [`borrow_slow`] take over). Takes no
-/// arguments a refusal would need, so the entry point keeps its own in place for the slow path.
+/// nothing to refuse, [`borrow_slow`] take over). Takes no arguments a refusal would need,
+/// so the entry point keeps its own in place for the slow path.
 #[inline(always)]
 pub(crate) fn borrow_now(handle: Handle, expected: Expected, call: impl FnOnce(*mut c_void)) -> bool {
     let mut call = Some(call);
