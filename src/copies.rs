@@ -10,7 +10,8 @@
 //! scope (`dlsym(RTLD_DEFAULT)`, the first definition, and `dlsym(RTLD_NEXT)`, the next one
 //! after this copy's object) and asks `dladdr` which loaded object each definition lives in;
 //! an object other than its own is another copy. It scans at a thread's first call and when
-//! it refuses a handle as stale (how a handle of another copy looks), in both cases only if
+//! it words the message of a stale refusal (how a handle of another copy looks: the refusal
+//! itself records facts and scans nothing; see `refusal`), in both cases only if
 //! objects were loaded since its last scan (the loader's count of loads, `dlpi_adds`, read with
 //! one step of `dl_iterate_phdr`), and on every [`copies_loaded`] query. The first time it sees
 //! another copy it prints one line on standard error (a failed write is ignored, as for every
@@ -62,9 +63,10 @@ pub(crate) fn rescan_if_loaded() {
     }
 }
 
-/// For the message of a stale handle: a note naming the split, if this copy has seen another.
+/// For the message of a stale refusal, when it is worded: a note naming the split, if this
+/// copy has seen another (scanning again first if objects were loaded since the last scan).
 #[cold]
-pub(crate) fn note_for_refused_handle() -> Option<String> {
+pub(crate) fn note_for_stale() -> Option<String> {
     rescan_if_loaded();
     let seen = SEEN.load(Ordering::Relaxed);
     (seen > 1).then(|| {
@@ -170,7 +172,7 @@ mod tests {
     #[test]
     fn a_test_binary_holds_one_copy_and_reports_nothing() {
         assert_eq!(super::copies_loaded(), 1);
-        assert_eq!(super::note_for_refused_handle(), None);
+        assert_eq!(super::note_for_stale(), None);
         assert!(!super::REPORTED.load(std::sync::atomic::Ordering::Relaxed));
     }
 }

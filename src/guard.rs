@@ -49,7 +49,9 @@ impl ThreadState {
     /// The refusal of a handle whose owner is not this thread.
     #[inline]
     fn foreign_owner(&self, op: &'static str, handle: Handle) -> Refusal {
-        if let Some(message) = crate::transfer::detached_refusal(op, handle) {
+        if crate::transfer::any_detached()
+            && let Some(message) = crate::transfer::detached_refusal(op, handle)
+        {
             return self.violation(Status::Stale, op, What::Detached(Box::new((handle, message))));
         }
         match self.owner_status(handle.owner) {
@@ -65,7 +67,9 @@ impl ThreadState {
     /// Whether the thread `owner` (not this one) is live, exited or never issued. The last
     /// live owner asked about (its record) and the last exited one are remembered, so a loop
     /// of refusals takes the registry's lock once; an exited ID stays exited (IDs are never
-    /// reused), and a live owner's record says when it exits.
+    /// reused), and a live owner's record says when it exits. Inlined: it is the refusal path's
+    /// usual answer, and the registry lookup it rarely needs stays a call.
+    #[inline(always)]
     fn owner_status(&self, owner: u64) -> Owner {
         // 0 marks "none" and was never issued: it must reach the registry's answer.
         if owner != 0 && owner == self.last_exited_owner.get() {
@@ -77,6 +81,13 @@ impl ThreadState {
         {
             return if record.has_exited() { Owner::Exited } else { Owner::Live };
         }
+        self.owner_status_from_registry(owner)
+    }
+
+    /// [`ThreadState::owner_status`] when it must ask the registry, remembering the answer.
+    #[cold]
+    #[inline(never)]
+    fn owner_status_from_registry(&self, owner: u64) -> Owner {
         match identity::liveness(owner) {
             Liveness::Live(record) => {
                 if let Ok(mut cached) = self.last_foreign_owner.try_borrow_mut() {
@@ -106,6 +117,13 @@ impl ThreadState {
     #[cold]
     #[inline(never)]
     fn not_owner(&self, op: &'static str, handle: Handle) -> Refusal {
+        self.not_owner_inline(op, handle)
+    }
+
+    /// [`ThreadState::not_owner`], inlined into the recorder of C borrow refusals, which then
+    /// builds the refusal where the last error keeps it.
+    #[inline(always)]
+    fn not_owner_inline(&self, op: &'static str, handle: Handle) -> Refusal {
         if handle.is_null() {
             return self.violation(Status::NullHandle, op, What::NullHandle);
         }
@@ -184,12 +202,14 @@ impl Drop for BorrowGuard<'_> {
     #[inline(always)]
     fn drop(&mut self) {
         self.state.depth.set(self.state.depth.get() - 1);
-        // SAFETY: `try_borrow_unguarded` refuses while a mutable borrow of the table is live;
-        // the reference is used for one `Cell` store of the entry's flags, during which no code
-        // runs that could take a mutable borrow.
-        if let Ok(table) = unsafe { self.state.table.try_borrow_unguarded() } {
-            table.end_borrow(self.borrowed);
-        }
+        // SAFETY: the borrow began with no mutable borrow of the table live (the fast path's
+        // `try_borrow_unguarded`, the slow path's `borrow`, succeeded), and every borrow of the
+        // table the library takes is scoped to one of its calls, none of which runs user code
+        // while it holds one: those taken while the borrow's code ran ended before it returned
+        // (or unwound). So none is live, and the reference is used for one `Cell` store of the
+        // entry's version (its busy mark). `borrowed` came from this thread's table, the one
+        // it is given back to.
+        unsafe { (*self.state.table.as_ptr()).end_borrow_unchecked(self.borrowed) };
     }
 }
 
@@ -279,10 +299,10 @@ pub(crate) fn borrow<R>(
     borrow_slow(op, handle, expected, call, null_arg)
 }
 
-/// A borrow the fast path declined, for Rust callers: the refusal becomes the `Error`.
+/// A borrow the fast path declined, with every check in order: the refusal becomes the `Error`.
 #[cold]
 #[inline(never)]
-fn borrow_slow<R>(
+pub(crate) fn borrow_slow<R>(
     op: &'static str,
     handle: Handle,
     expected: Expected,
@@ -301,50 +321,33 @@ pub(crate) struct BorrowSite {
     pub(crate) null_arg: &'static str,
 }
 
-/// Borrows for a C caller, as [`borrow`]: `Ok` with the status code, a refusal already
-/// recorded as the thread's last error (as facts: no `Error` is built); `Err` only when the
-/// thread has no usable state.
+/// A C borrow's fast path: `true` if every check passed and `call` ran; `false`, with
+/// nothing changed, for anything unusual (then [`record_borrow_refusal`] and, if it finds
+/// nothing to refuse, [`borrow_slow`] take over). Takes no arguments a refusal would need,
+/// so the entry point keeps its own in place for the slow path.
 #[inline(always)]
-pub(crate) fn borrow_recorded(
-    site: &'static BorrowSite,
-    handle: Handle,
-    expected: Expected,
-    call: Option<impl FnOnce(*mut c_void)>,
-) -> Result<i32, Error> {
-    let mut call = call;
-    if let Some(Some(())) = with_existing_state(|state| state.borrow_fast(handle, expected, &mut call)) {
-        return Ok(0);
-    }
-    if let Some(code) = record_borrow_refusal(site, handle.owner, handle.key, expected, call.is_none()) {
-        return Ok(code);
-    }
-    // The thread's first call (no state yet), or nothing to refuse after all.
-    borrow_slow(site.op, handle, expected, call, site.null_arg)?;
-    Ok(0)
+pub(crate) fn borrow_now(handle: Handle, expected: Expected, call: impl FnOnce(*mut c_void)) -> bool {
+    let mut call = Some(call);
+    matches!(with_existing_state(|state| state.borrow_fast(handle, expected, &mut call)), Some(Some(())))
 }
 
 /// Why a borrow is refused, checked in the documented order by [`ThreadState::borrow_refusal`]
 /// and recorded as the thread's last error; its status code. `None` if the thread has no
-/// state yet or every check passes. Not generic, and passed its arguments in registers, so
-/// every C entry point shares one copy and its fast path prepares nothing for it.
+/// state yet or every check passes. For C objects (a type tag); not generic, and passed its
+/// arguments in registers.
 #[cold]
 #[inline(never)]
-fn record_borrow_refusal(
+pub(crate) fn record_borrow_refusal(
     site: &'static BorrowSite,
     owner: u64,
     key: u64,
-    expected: Expected,
+    type_tag: u32,
     null_call: bool,
 ) -> Option<i32> {
+    let expected = Expected::Foreign(type_tag);
     with_existing_state(|state| {
-        let mut refusal =
+        let refusal =
             state.borrow_refusal(site.op, Handle { owner, key }, expected, null_call.then_some(site.null_arg))?;
-        // A handle of another copy of the library is stale here (its key is in no table of ours).
-        if refusal.status == Status::Stale
-            && let Some(note) = crate::copies::note_for_refused_handle()
-        {
-            refusal = refusal.with_note(&note);
-        }
         let code = refusal.status.code();
         state.set_last_error(refusal);
         Some(code)
@@ -362,8 +365,9 @@ impl ThreadState {
         expected: Expected,
         null_call: Option<&'static str>,
     ) -> Option<Refusal> {
-        if let Err(refusal) = self.check_owner(op, handle) {
-            return Some(refusal);
+        // As `check_owner`, with the refusal built here.
+        if handle.owner != self.id {
+            return Some(self.not_owner_inline(op, handle));
         }
         match self.table.try_borrow().map(|table| table.check(handle.key, Some(expected))) {
             Ok(Err(refusal)) => Some(self.refused(op, handle, refusal, Some(expected))),

@@ -97,17 +97,23 @@ impl Refusal {
         Refusal { status, op, caller, what }
     }
 
-    /// This refusal worded now, with `note` appended.
-    #[cold]
-    pub(crate) fn with_note(self, note: &str) -> Refusal {
-        let mut text = self.word();
-        text.push_str(note);
-        Refusal { what: What::Text(text), ..self }
-    }
-
-    /// The message: what `tg_last_error` returns for this refusal.
+    /// The message: what `tg_last_error` returns for this refusal. A stale refusal's message
+    /// says so if another copy of threadguard is loaded (looked for now, not when refused:
+    /// a stale handle is how a handle of another copy looks).
     #[cold]
     pub(crate) fn word(&self) -> String {
+        let mut text = self.word_facts();
+        if self.status == Status::Stale
+            && !matches!(self.what, What::Text(_))
+            && let Some(note) = crate::copies::note_for_stale()
+        {
+            text.push_str(&note);
+        }
+        text
+    }
+
+    /// The message without the note on other copies.
+    fn word_facts(&self) -> String {
         let op = self.op;
         let caller = || describe_thread(self.caller);
         match &self.what {

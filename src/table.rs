@@ -16,7 +16,9 @@
 //! the version. A program has few disposers, as each is a function or a type, so they are
 //! stored once per thread rather than once per object. The check a C borrow needs (version,
 //! type tag, kind, busy, empty) reads the slot alone, and the busy mark is set and cleared
-//! through a `Cell`, so a borrow needs no mutable access to the table.
+//! through a `Cell`, so a borrow needs no mutable access to the table. The busy mark is the
+//! version's low bit: a borrowed entry's version is one less than its key's (even), so the
+//! exact comparison a borrow makes of the versions also tells it the entry is not busy.
 //!
 //! A caller may pass any number of distinct destructor pointers, so disposers are counted:
 //! each knows how many live entries use it and is reclaimed (its index reused) when the last
@@ -104,11 +106,18 @@ enum DisposerKey {
     Native(TypeId),
 }
 
+/// The type whose `TypeId` stands for "a C destructor" among a thread's disposers: private,
+/// so no Rust object registered through the API has it.
+struct NotRust;
+
 /// A thread's disposers, each with the number of live entries that use it.
 #[derive(Default)]
 struct Disposers {
     /// Indexed by an entry's disposer index; a slot with no users is on `free`.
     list: Vec<(Disposer, usize)>,
+    /// The `TypeId` of each disposer in `list` (of [`NotRust`] for a C destructor), by the
+    /// same index: what a Rust borrow's type check compares, exactly, with its type's.
+    type_ids: Vec<TypeId>,
     free: Vec<u32>,
     index: HashMap<DisposerKey, u32>,
     /// The index the last registration used: most objects share a few disposers.
@@ -120,6 +129,13 @@ impl Disposers {
     #[inline]
     fn get(&self, index: u32) -> Disposer {
         self.list[index as usize].0
+    }
+
+    /// The `TypeId` of the disposer at `index` (of a live entry): of [`NotRust`] for a C
+    /// destructor.
+    #[inline(always)]
+    fn type_id(&self, index: u32) -> Option<TypeId> {
+        self.type_ids.get(index as usize).copied()
     }
 
     /// The index of `disposer`, added if new, with one more user.
@@ -135,13 +151,19 @@ impl Disposers {
                     index
                 }
                 None => {
+                    let type_id = match disposer {
+                        Disposer::Native(native) => native.type_id,
+                        Disposer::Foreign(_) => TypeId::of::<NotRust>(),
+                    };
                     let index = match self.free.pop() {
                         Some(index) => {
                             self.list[index as usize] = (disposer, 1);
+                            self.type_ids[index as usize] = type_id;
                             index
                         }
                         None if self.list.len() <= DISPOSER as usize => {
                             self.list.push((disposer, 1));
+                            self.type_ids.push(type_id);
                             (self.list.len() - 1) as u32
                         }
                         None => return Err(TooManyDisposers),
@@ -172,8 +194,6 @@ impl Disposers {
     }
 }
 
-/// Set while a borrow of this object is on the owner's stack (I4).
-const BUSY: u32 = 1 << 31;
 /// A Rust object; its disposer is `Disposer::Native`.
 const NATIVE: u32 = 1 << 30;
 /// The slot names nothing: vacant (on the free list), or retired (its version was the last).
@@ -188,12 +208,27 @@ struct Slot {
     /// The C type tag (nonzero); 0 for Rust objects. A vacant slot keeps the index of the next
     /// vacant slot here (the free list).
     type_tag: u32,
-    /// `BUSY | NATIVE | EMPTY | disposer index`. A `Cell`, so a borrow marks the entry busy
-    /// through the shared reference its checks used.
+    /// `NATIVE | EMPTY | disposer index`.
     flags: Cell<u32>,
     /// The version a key must carry to name this slot's object: odd, raised by 2 at every
-    /// removal, never wrapped (a slot whose version is the last one is retired).
-    version: u32,
+    /// removal, never wrapped (a slot whose version is the last one is retired). One less
+    /// (even) while a borrow of the object is on the owner's stack: the busy mark (I4). A
+    /// `Cell`, so a borrow marks the entry busy through the shared reference its checks used.
+    version: Cell<u32>,
+}
+
+impl Slot {
+    /// The version of the keys that name this slot's object, busy or not.
+    #[inline(always)]
+    fn version(&self) -> u32 {
+        self.version.get() | 1
+    }
+
+    /// Whether a borrow of the object is on the owner's stack.
+    #[inline(always)]
+    fn is_busy(&self) -> bool {
+        self.version.get() & 1 == 0
+    }
 }
 
 static_assertions::const_assert!(std::mem::size_of::<Slot>() == 24);
@@ -236,12 +271,11 @@ impl From<TooManyDisposers> for Full {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TooManyDisposers;
 
-/// A live borrow: its slot, its object, and the flags [`Table::end_borrow`] restores.
+/// A live borrow: its slot and its object.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Borrowed {
     pub(crate) slot: u32,
     pub(crate) object: *mut c_void,
-    flags: u32,
 }
 
 /// A thread's table of objects.
@@ -289,7 +323,7 @@ impl Table {
         let flags = self.disposers.acquire(disposer)? | native;
         let index = match self.free {
             NO_SLOT => {
-                self.slots.push(Slot { object, type_tag, flags: Cell::new(flags), version: 1 });
+                self.slots.push(Slot { object, type_tag, flags: Cell::new(flags), version: Cell::new(1) });
                 (self.slots.len() - 1) as u32
             }
             index => {
@@ -302,16 +336,16 @@ impl Table {
             }
         };
         self.live += 1;
-        Ok(self.mix.mix(u64::from(self.slots[index as usize].version) << 32 | u64::from(index)))
+        Ok(self.mix.mix(u64::from(self.slots[index as usize].version()) << 32 | u64::from(index)))
     }
 
-    /// The slot a handle's key names if its version matches exactly (it may be empty).
+    /// The slot a handle's key names if its version matches exactly (it may be empty or busy).
     #[inline(always)]
     fn slot(&self, mixed: u64) -> Option<(u32, &Slot)> {
         let raw = self.mix.unmix(mixed);
         let index = raw as u32;
         let slot = self.slots.get(index as usize)?;
-        (slot.version == (raw >> 32) as u32).then_some((index, slot))
+        (slot.version() == (raw >> 32) as u32).then_some((index, slot))
     }
 
     /// The slot of the live entry a handle's key names.
@@ -333,27 +367,48 @@ impl Table {
     /// ([`Table::begin_borrow`] then tells the cases apart).
     #[inline(always)]
     pub(crate) fn ready(&self, mixed: u64, expected: Expected) -> Option<Borrowed> {
-        let (index, slot) = self.slot(mixed)?;
+        let raw = self.mix.unmix(mixed);
+        let index = raw as u32;
+        let slot = self.slots.get(index as usize)?;
+        // Exactly the key's version: the right object, and not busy (a busy entry's is one less).
+        if slot.version.get() != (raw >> 32) as u32 {
+            return None;
+        }
         let flags = slot.flags.get();
-        // The common case in one comparison of the slot: the expected tag (or a Rust object),
-        // neither busy nor empty.
+        // The common case in one comparison of the flags: the expected tag (or a Rust object),
+        // not empty.
         let ready = match expected {
-            Expected::Foreign(tag) => slot.type_tag == tag && flags & (BUSY | NATIVE | EMPTY) == 0,
+            Expected::Foreign(tag) => slot.type_tag == tag && flags & (NATIVE | EMPTY) == 0,
             Expected::Native(wanted) => {
-                flags & (BUSY | NATIVE | EMPTY) == NATIVE
-                    && matches!(self.disposers.get(flags & DISPOSER),
-                                Disposer::Native(actual) if actual.same_type(wanted))
+                // A Rust object, not empty: then the flags are its disposer index.
+                let index = flags ^ NATIVE;
+                // Its type, exactly (a `TypeId` is a constant where `with` is compiled).
+                index <= DISPOSER && self.disposers.type_id(index) == Some(wanted.type_id)
             }
         };
-        ready.then_some(Borrowed { slot: index, object: slot.object, flags })
+        ready.then_some(Borrowed { slot: index, object: slot.object })
     }
 
     /// Marks a [`Table::ready`] entry busy (I4); [`Table::end_borrow`] clears the mark.
     #[inline(always)]
     pub(crate) fn mark_busy(&self, borrowed: Borrowed) {
         if let Some(slot) = self.slots.get(borrowed.slot as usize) {
-            slot.flags.set(borrowed.flags | BUSY);
+            debug_assert!(!slot.is_busy(), "a busy entry was borrowed again");
+            slot.version.set(slot.version.get() - 1);
         }
+    }
+
+    /// [`Table::end_borrow`] without the bounds check, for the borrow fast path.
+    ///
+    /// # Safety
+    /// `borrowed` must come from [`Table::ready`] or [`Table::begin_borrow`] of this table.
+    #[inline(always)]
+    pub(crate) unsafe fn end_borrow_unchecked(&self, borrowed: Borrowed) {
+        // SAFETY: the caller passes a borrow of this table, so `borrowed.slot` was the index of
+        // one of its slots; slots are never taken away (the vector only grows), so it still is.
+        let slot = unsafe { self.slots.get_unchecked(borrowed.slot as usize) };
+        debug_assert!(slot.is_busy(), "a busy entry changed");
+        slot.version.set(slot.version.get() + 1);
     }
 
     /// Checks a handle's key for a borrow (stale, then type, then busy) and marks the entry
@@ -361,34 +416,35 @@ impl Table {
     pub(crate) fn begin_borrow(&self, mixed: u64, expected: Expected) -> Result<Borrowed, Refusal> {
         let index = self.check(mixed, Some(expected))?;
         let slot = &self.slots[index as usize];
-        let borrowed = Borrowed { slot: index, object: slot.object, flags: slot.flags.get() };
+        let borrowed = Borrowed { slot: index, object: slot.object };
         self.mark_busy(borrowed);
         Ok(borrowed)
     }
 
     /// Clears the busy mark set by [`Table::mark_busy`]. A busy entry cannot be removed, and
-    /// slots are never taken away, so the slot still holds the same entry, with the same flags
-    /// but for the mark: no lookup by key is needed.
+    /// slots are never taken away, so the slot still holds the same entry, with the same
+    /// version but for the mark: no lookup by key is needed.
     ///
-    /// The flags are written whole rather than the mark cleared in place: clearing one bit
-    /// compiles to a one-byte store, and the next borrow's four-byte load of the flags cannot
-    /// be forwarded from it, which stalls that load until the store reaches the cache.
+    /// The version is raised by one rather than its low bit set: setting one bit may compile to
+    /// a one-byte store, and the next borrow's four-byte load of the version could not be
+    /// forwarded from it, which stalls that load until the store reaches the cache.
     #[inline(always)]
     pub(crate) fn end_borrow(&self, borrowed: Borrowed) {
         if let Some(slot) = self.slots.get(borrowed.slot as usize) {
-            debug_assert_eq!(slot.flags.get(), borrowed.flags | BUSY, "a busy entry changed");
-            slot.flags.set(borrowed.flags);
+            debug_assert!(slot.is_busy(), "a busy entry changed");
+            slot.version.set(slot.version.get() + 1);
         }
     }
 
     /// The checks of a key, in the documented order shared by every operation: stale, then
     /// type (if `expected` is given), then busy. The slot of the entry that passes them.
+    #[inline]
     pub(crate) fn check(&self, mixed: u64, expected: Option<Expected>) -> Result<u32, Refusal> {
         let index = self.find(mixed)?;
         if expected.is_some_and(|expected| !self.has_type(index, expected)) {
             return Err(Refusal::WrongType(self.kind_of(index)));
         }
-        if self.slots[index as usize].flags.get() & BUSY != 0 {
+        if self.slots[index as usize].is_busy() {
             return Err(Refusal::Busy);
         }
         Ok(index)
@@ -423,11 +479,11 @@ impl Table {
         let slot = &mut self.slots[index as usize];
         slot.object = std::ptr::null_mut();
         slot.flags.set(EMPTY);
-        if slot.version == LAST_VERSION {
+        if slot.version.get() == LAST_VERSION {
             slot.type_tag = 0;
             self.retired += 1;
         } else {
-            slot.version += 2;
+            slot.version.set(slot.version.get() + 2);
             slot.type_tag = self.free;
             self.free = index;
         }
@@ -440,7 +496,7 @@ impl Table {
         (0u32..)
             .zip(&self.slots)
             .filter(|(_, slot)| slot.flags.get() & EMPTY == 0)
-            .map(|(index, slot)| self.mix.mix(u64::from(slot.version) << 32 | u64::from(index)))
+            .map(|(index, slot)| self.mix.mix(u64::from(slot.version()) << 32 | u64::from(index)))
             .collect()
     }
 }
@@ -577,6 +633,10 @@ mod tests {
         let borrowed = table.begin_borrow(key, Expected::Foreign(7)).unwrap();
         assert_eq!(borrowed.object, std::ptr::dangling_mut());
         assert!(matches!(table.begin_borrow(key, Expected::Foreign(7)), Err(Refusal::Busy)));
+        // Busy is not stale: the key still names the entry, for every operation.
+        assert!(table.ready(key, Expected::Foreign(7)).is_none(), "the fast check declines a busy entry");
+        assert!(table.contains(key));
+        assert_eq!(table.live_keys(), vec![key]);
         // A wrong type is reported before busy, as for a destroy.
         assert!(matches!(table.begin_borrow(key, Expected::Foreign(8)), Err(Refusal::WrongType(_))));
         assert!(matches!(table.remove(key, None), Err(Refusal::Busy)));

@@ -202,6 +202,13 @@ pub(crate) fn detached_count() -> u64 {
     registry().detached.len() as u64
 }
 
+/// Whether any handle was ever detached in this process: if not, no refusal needs
+/// [`detached_refusal`] (one load, inlined into the refusal path).
+#[inline(always)]
+pub(crate) fn any_detached() -> bool {
+    REGISTRY.get().is_some()
+}
+
 /// If `handle` was detached (and its token is in flight, or among the last [`SETTLED_MEMORY`]
 /// settled), the refusal for a use of it from a thread other than its old owner: stale, with
 /// what became of it. Called on the refusal path only.

@@ -36,6 +36,27 @@ pub(crate) fn abort_on_unwind<R>(what: &'static str, f: impl FnOnce() -> R) -> R
     result
 }
 
+/// [`abort_on_unwind`] for a borrow callback (`tg_with`'s): the guard names it by its type,
+/// so the hot path stores nothing for it.
+#[inline(always)]
+pub(crate) fn abort_on_unwind_in_borrow<R>(f: impl FnOnce() -> R) -> R {
+    let guard = AbortOnUnwindInBorrow;
+    let result = f();
+    std::mem::forget(guard);
+    result
+}
+
+/// Dropped only while unwinding out of a borrow callback (otherwise forgotten).
+struct AbortOnUnwindInBorrow;
+
+impl Drop for AbortOnUnwindInBorrow {
+    // Inlined: the unwind path is then seen to end here, and keeps nothing for what follows.
+    #[inline(always)]
+    fn drop(&mut self) {
+        unwound("a tg_with callback");
+    }
+}
+
 /// Dropped only while unwinding out of a callback (otherwise forgotten).
 struct AbortOnUnwind(&'static str);
 
@@ -43,17 +64,23 @@ impl Drop for AbortOnUnwind {
     #[cold]
     #[inline(never)]
     fn drop(&mut self) {
-        // A Rust panic is counted by the standard library; a foreign unwind is not.
-        let cause = match std::thread::panicking() {
-            true => "a Rust panic",
-            false => "a foreign exception: a C++ throw, or a forced unwind such as pthread_exit",
-        };
-        // Ignore a failed write: the abort must happen either way.
-        let _ = writeln!(
-            std::io::stderr(),
-            "threadguard: {} unwound ({cause}); callbacks and destructors must return normally: aborting",
-            self.0
-        );
-        std::process::abort();
+        unwound(self.0);
     }
+}
+
+/// Says which callback unwound, and aborts.
+#[cold]
+#[inline(never)]
+fn unwound(what: &str) -> ! {
+    // A Rust panic is counted by the standard library; a foreign unwind is not.
+    let cause = match std::thread::panicking() {
+        true => "a Rust panic",
+        false => "a foreign exception: a C++ throw, or a forced unwind such as pthread_exit",
+    };
+    // Ignore a failed write: the abort must happen either way.
+    let _ = writeln!(
+        std::io::stderr(),
+        "threadguard: {what} unwound ({cause}); callbacks and destructors must return normally: aborting"
+    );
+    std::process::abort();
 }

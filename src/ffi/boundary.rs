@@ -6,6 +6,7 @@
 use super::{TG_OK, tg_status};
 use crate::error::{Error, Status};
 use crate::guard::{discard_panic, panic_text, refuse};
+use crate::refusal::What;
 use crate::state::{with_existing_state, with_state};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -20,7 +21,7 @@ pub(crate) fn guarded(op: &str, body: impl FnOnce() -> Result<(), Error>) -> tg_
 }
 
 /// Runs a hot entry point's body, which turns its outcome into a status code itself (with
-/// [`failed`] for an error), so no `Result` crosses the panic boundary.
+/// [`status`]), so no `Result` crosses the panic boundary.
 #[inline(always)]
 pub(crate) fn guarded_status(op: &str, body: impl FnOnce() -> tg_status) -> tg_status {
     match catch_unwind(AssertUnwindSafe(body)) {
@@ -29,20 +30,45 @@ pub(crate) fn guarded_status(op: &str, body: impl FnOnce() -> tg_status) -> tg_s
     }
 }
 
-/// A refused call: its message becomes the thread's last error; its status code.
+/// Runs a hot entry point's fast path, which either completes the call (`true`: `TG_OK`) or
+/// declines it with nothing changed (`false`: `None`, and the entry point takes its slow path).
+#[inline(always)]
+pub(crate) fn guarded_fast(op: &str, body: impl FnOnce() -> bool) -> Option<tg_status> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(true) => Some(TG_OK),
+        Ok(false) => None,
+        Err(payload) => Some(panicked(op, payload)),
+    }
+}
+
+/// The status code of an operation's outcome; an error becomes the thread's last error.
+#[inline(always)]
+pub(crate) fn status(outcome: Result<(), Error>) -> tg_status {
+    match outcome {
+        Ok(()) => TG_OK,
+        Err(error) => failed(error),
+    }
+}
+
+/// A refused call: its message becomes the thread's last error.
 #[cold]
 #[inline(never)]
-pub(crate) fn failed(error: Error) -> tg_status {
-    // A handle of another copy of the library is stale here (its key is in no table of ours).
-    let note = if error.status() == Status::Stale { crate::copies::note_for_refused_handle() } else { None };
-    // Create the state if this thread has none yet: the message must not be lost.
+fn failed(error: Error) -> tg_status {
     let status = error.status().code();
+    let mut last = error.into_last();
+    // A handle of another copy of the library is stale here (its key is in no table of ours).
+    // A refusal still held as facts says so when it is worded; a message already worded (where
+    // it arose, or by a policy that printed it) says so now, unless its wording did.
+    if last.status == Status::Stale
+        && let What::Text(text) = &mut last.what
+        && let Some(note) = crate::copies::note_for_stale()
+        && !text.ends_with(&note)
+    {
+        text.push_str(&note);
+    }
+    // Create the state if this thread has none yet: the message must not be lost.
     let _ = with_state(|state| {
-        let last = error.into_last();
-        state.set_last_error(match note {
-            Some(note) => last.with_note(&note),
-            None => last,
-        });
+        state.set_last_error(last);
         Ok(())
     });
     status

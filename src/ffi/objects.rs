@@ -1,7 +1,7 @@
 //! Entry points for C objects: register, borrow, destroy, deferred destroy, cleanup.
 
-use super::boundary::{failed, guarded, guarded_status, null_pointer};
-use super::{tg_borrow_fn, tg_destructor, tg_status};
+use super::boundary::{guarded, guarded_fast, guarded_status, null_pointer, status};
+use super::{TG_OK, tg_borrow_fn, tg_destructor, tg_status};
 use crate::error::Status;
 use crate::guard::{self, Expected, refuse};
 use crate::handle::Handle;
@@ -64,20 +64,59 @@ pub unsafe extern "C" fn tg_register(
 #[cfg_attr(all(), doc = "# Safety\n\nThe caller's contract above.")]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn tg_with(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
+    // Every check passes and the callback runs, or nothing happened and the slow path below,
+    // passed the arguments as they came, redoes the checks in order and records the refusal.
+    if let Some(callback) = r#fn
+        && let Some(code) = guarded_fast("tg_with", || {
+            guard::borrow_now(handle, Expected::Foreign(type_tag), |object| {
+                // SAFETY: the handle resolved on its owner thread to a live object of this
+                // type tag, now marked busy (I1, I2, I4); the callback's own soundness is the
+                // caller's contract. If it unwinds, the process aborts (`crate::unwind`).
+                crate::unwind::abort_on_unwind_in_borrow(|| unsafe { callback(object, context) })
+            })
+        })
+    {
+        return code;
+    }
+    tg_with_declined(handle, type_tag, r#fn, context)
+}
+
+/// `tg_with` when its fast path declined: a refusal, recorded as facts (a small frame of its
+/// own), or else the thread's first call. Not `#[cold]`: the call is (the fast path's branch to
+/// it), and inside it the panic boundary's closure is then inlined. `extern "C"`: it cannot
+/// unwind (its panic boundary catches everything), so that branch is a tail call.
+#[inline(never)]
+extern "C" fn tg_with_declined(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
+    let refused = guarded_status(
+        "tg_with",
+        #[inline(always)]
+        move || {
+            // A refusal's status is never TG_OK.
+            guard::record_borrow_refusal(&TG_WITH, handle.owner, handle.key, type_tag, r#fn.is_none()).unwrap_or(TG_OK)
+        },
+    );
+    if refused != TG_OK {
+        return refused;
+    }
+    tg_with_checked(handle, type_tag, r#fn, context)
+}
+
+/// Where `tg_with`'s refusals come from, for their messages.
+static TG_WITH: guard::BorrowSite = guard::BorrowSite { op: "tg_with", null_arg: "fn" };
+
+/// `tg_with` with nothing to refuse after all, or on the thread's first call (which creates its
+/// state): every check again, in order, and the call.
+#[cold]
+#[inline(never)]
+fn tg_with_checked(handle: Handle, type_tag: u32, r#fn: tg_borrow_fn, context: *mut c_void) -> tg_status {
     guarded_status("tg_with", || {
         let call = r#fn.map(|callback| {
             move |object: *mut c_void| {
-                // SAFETY: the handle resolved on its owner thread to a live object of this type
-                // tag, now marked busy (I1, I2, I4); the callback's own soundness is the caller's
-                // contract. If it unwinds, the process aborts (`crate::unwind`).
-                crate::unwind::abort_on_unwind("a tg_with callback", || unsafe { callback(object, context) })
+                // SAFETY: as in `tg_with`'s fast path: resolved, typed and marked busy.
+                crate::unwind::abort_on_unwind_in_borrow(|| unsafe { callback(object, context) })
             }
         });
-        static SITE: guard::BorrowSite = guard::BorrowSite { op: "tg_with", null_arg: "fn" };
-        match guard::borrow_recorded(&SITE, handle, Expected::Foreign(type_tag), call) {
-            Ok(code) => code,
-            Err(error) => failed(error),
-        }
+        status(guard::borrow_slow(TG_WITH.op, handle, Expected::Foreign(type_tag), call, TG_WITH.null_arg))
     })
 }
 

@@ -6,8 +6,9 @@ use super::tg_status;
 /// Writes to `*out_count` how many copies of threadguard this one can see loaded in the
 /// process, itself included. More than 1 means the process is split: handles, last-error
 /// messages and stats of one copy are invisible to the others (a handle registered through one
-/// is TG_ERR_STALE to another). A copy also looks at a thread's first call, and when it refuses
-/// a handle as TG_ERR_STALE, if a library was loaded since it last looked; the first time it
+/// is TG_ERR_STALE to another). A copy also looks at a thread's first call, and when it words
+/// the message of a TG_ERR_STALE refusal (tg_last_error, or a violation policy that prints it),
+/// if a library was loaded since it last looked; the first time it
 /// sees another copy it says so once on standard error, and from then on the messages of stale
 /// handles say so too.
 ///
