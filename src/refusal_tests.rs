@@ -51,11 +51,3 @@ fn an_exiting_owner_and_a_type_mismatch_are_worded_with_their_facts() {
     let message = Refusal::new(Status::WrongType, "tg_with", 0, wrong_type).word();
     assert_eq!(message, format!("tg_with: handle {HANDLE:?} names a Rust u32, expected a C object with type tag 4"));
 }
-
-#[test]
-fn a_note_is_appended_to_the_worded_refusal_and_keeps_its_status() {
-    let refusal = Refusal::new(Status::Stale, "with", 0, What::NullArgument("f")).with_note(" (and a note)");
-    assert_eq!(refusal.status, Status::Stale);
-    assert_eq!(refusal.op, "with");
-    assert!(matches!(&refusal.what, What::Text(text) if text == "with: f is NULL (and a note)"), "{:?}", refusal.what);
-}
