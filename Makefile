@@ -47,7 +47,7 @@ lib:
 	$(CARGO) build --release --locked -p threadguard-capi
 	ln -sfn libthreadguard.so $(TG_LIB_DIR)/libthreadguard.so.$(TG_ABI)
 
-$(STATIC_LIB): lib
+$(STATIC_LIB): lib ;
 
 include tests/c/c-tests.mk
 include install/install.mk

@@ -334,9 +334,9 @@ pub(crate) fn borrow_now(handle: Handle, expected: Expected, call: impl FnOnce(*
 /// Why a borrow is refused, checked in the documented order by [`ThreadState::borrow_refusal`]
 /// and recorded as the thread's last error; its status code. `None` if the thread has no
 /// state yet or every check passes. For C objects (a type tag); not generic, and passed its
-/// arguments in registers.
-#[cold]
-#[inline(never)]
+/// arguments in registers. Inlined into the entry point's declined path, which is itself out
+/// of line: one frame there saves the arguments its slow path needs once, not twice.
+#[inline(always)]
 pub(crate) fn record_borrow_refusal(
     site: &'static BorrowSite,
     owner: u64,
