@@ -343,7 +343,7 @@ const GO_ROWS: &[(&str, &str)] = &[
 ];
 
 /// Go benchmarks with a table of their own instead of a row.
-const GO_OWN_TABLE: &[&str] = &["CallFloor"];
+const GO_OWN_TABLE: &[&str] = &["CallFloor", "ThreadDoRoundTrip", "RunnerCallRoundTrip", "ThreadIdleCPU"];
 
 fn go(out: &mut String, r: &Results) {
     writeln!(out, "## Go (median of the runs of `go test -bench`)\n").unwrap();
@@ -383,6 +383,37 @@ fn go(out: &mut String, r: &Results) {
     )
     .unwrap();
     call_floor(out, r);
+    round_trips(out, r);
+}
+
+/// `BenchmarkThreadDoRoundTrip`, `BenchmarkRunnerCallRoundTrip` and `BenchmarkThreadIdleCPU`:
+/// the median of each run's back-to-back calls (a mean would be mostly the few calls that found
+/// the other side asleep), and the CPU an idle Thread costs.
+fn round_trips(out: &mut String, r: &Results) {
+    if r.get("go.ThreadDoRoundTrip.median-ns").is_none() && r.get("go.ThreadIdleCPU.idle-cpu-%").is_none() {
+        return;
+    }
+    writeln!(
+        out,
+        "Round trips from another goroutine, back to back (each run's median call; the median of the \
+         runs and their range), and an idle `Thread`:\n"
+    )
+    .unwrap();
+    writeln!(out, "| measurement | median call | mean call |").unwrap();
+    writeln!(out, "|---|---:|---:|").unwrap();
+    for (key, label) in
+        [("ThreadDoRoundTrip", "`Thread.Do` round trip"), ("RunnerCallRoundTrip", "`Runner.Call` round trip")]
+    {
+        let key = format!("go.{key}");
+        writeln!(out, "| {label} | {} | {} |", r.ns_with_range(&format!("{key}.median-ns")), ns(r.get(&key))).unwrap();
+    }
+    let idle = r.get("go.ThreadIdleCPU.idle-cpu-%");
+    writeln!(
+        out,
+        "\nIdle `Thread` (1 s without work, from 1 ms after its last task; the whole process's CPU time): {}.\n",
+        idle.map_or_else(|| "not run".into(), |v| format!("{v:.3} % of one CPU"))
+    )
+    .unwrap();
 }
 
 /// `BenchmarkCallFloor`: the three calls of the Go floor, interleaved in timed blocks.
@@ -515,6 +546,24 @@ fn targets(out: &mut String, r: &Results) {
         "Go `Thread.Do` faster than the channel-fed goroutine",
         show_ratio(thread_do),
         thread_do.map(|v| v < 1.0),
+    ));
+    for (key, what) in [("ThreadDoRoundTrip", "`Thread.Do`"), ("RunnerCallRoundTrip", "`Runner.Call`")] {
+        let median = r.get(&format!("go.{key}.median-ns"));
+        rows.push((
+            if key == "ThreadDoRoundTrip" {
+                "Go `Thread.Do` back-to-back round trip, median call, at most 3 µs"
+            } else {
+                "Go `Runner.Call` back-to-back round trip, median call, at most 3 µs"
+            },
+            format!("{what}: {}", r.ns_with_range(&format!("go.{key}.median-ns"))),
+            median.map(|v| v <= 3000.0),
+        ));
+    }
+    let idle_thread = r.get("go.ThreadIdleCPU.idle-cpu-%");
+    rows.push((
+        "an idle Go `Thread` (1 ms after its last task) costs at most 1% of a CPU",
+        idle_thread.map_or_else(|| "-".into(), |v| format!("{v:.3} %")),
+        idle_thread.map(|v| v <= 1.0),
     ));
     // Instruction counts (callgrind): exact, so these verdicts do not move between runs.
     let ir_over = r.get("ir.c.tg_with").zip(r.get("ir.c.plain_call")).map(|(with, plain)| with - plain);
