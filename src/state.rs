@@ -17,7 +17,8 @@
 //! down if the exit guard has not. glibc runs key destructors in rounds, up to
 //! `PTHREAD_DESTRUCTOR_ITERATIONS` (4), re-running as long as a destructor set a value; a
 //! first call from a key destructor sets ours, so ours runs in the same round (if created
-//! after that key) or the next. Creating the thread's state touches no thread-local with a
+//! after that key) or the next; in the last round only the former (SECURITY.md, "What is not
+//! guaranteed"). Creating the thread's state touches no thread-local with a
 //! destructor but the exit guard, and catches the one panic it can meet there (the standard
 //! library's thread handle, once destroyed), so it also works in those stages.
 
