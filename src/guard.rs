@@ -242,13 +242,21 @@ impl ThreadState {
             borrowed
         };
         let call = call.take()?;
+        Some(self.call_borrowed(borrowed, call))
+    }
+
+    /// Runs `call` on a borrowed object, which the checks passed and marked busy: counts the
+    /// borrow's depth, clears the mark when the call ends (also on unwind), then runs what
+    /// waits for the borrow to end. The borrow's one tail, for the fast and the slow path.
+    #[inline(always)]
+    fn call_borrowed<R>(&self, borrowed: Borrowed, call: impl FnOnce(*mut c_void) -> R) -> R {
         self.depth.set(self.depth.get() + 1);
         let result = {
             let _guard = BorrowGuard { state: self, borrowed };
             call(borrowed.object)
         };
         self.after_success();
-        Some(result)
+        result
     }
 }
 
@@ -394,13 +402,7 @@ impl ThreadState {
             self.table.borrow().end_borrow(borrowed);
             return Err(self.null_argument(op, null_arg));
         };
-        self.depth.set(self.depth.get() + 1);
-        let result = {
-            let _guard = BorrowGuard { state: self, borrowed };
-            call(borrowed.object)
-        };
-        self.after_success();
-        Ok(result)
+        Ok(self.call_borrowed(borrowed, call))
     }
 }
 
