@@ -3,7 +3,6 @@ package fuzzkit
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"unsafe"
 
@@ -108,25 +107,10 @@ func TestProgramsRunTheSameWayEveryTime(t *testing.T) {
 // TestAnUncheckedMethodIsFound plants a bug: an "add" that reaches the
 // object through a side table of pointers, without threadguard's checks.
 func TestAnUncheckedMethodIsFound(t *testing.T) {
-	var mu sync.Mutex
-	objects := map[threadguard.Handle]unsafe.Pointer{}
 	spec := affineSpec()
-	k := Kind(0)
-	spec.ops[0].create = func(uint64) (threadguard.Handle, uint64, error) {
-		obj, owner, key, status := affine.RegisterHere()
-		if status != 0 {
-			return threadguard.Handle{}, 0, threadguard.StatusError(status)
-		}
-		h := threadguard.Handle{Owner: owner, Key: key}
-		mu.Lock()
-		objects[h] = obj
-		mu.Unlock()
-		return h, affine.Serial(obj), nil
-	}
-	spec.Call(k, "affine_add_unchecked", func(h threadguard.Handle, arg uint64) error {
-		mu.Lock()
-		obj, ok := objects[h]
-		mu.Unlock()
+	lookup := pointers(spec)
+	spec.Call(Kind(0), "affine_add_unchecked", func(h threadguard.Handle, arg uint64) error {
+		obj, ok := lookup(h)
 		if !ok {
 			return threadguard.StatusError(4) // TG_ERR_STALE
 		}
