@@ -547,17 +547,12 @@ fn targets(out: &mut String, r: &Results) {
         show_ratio(thread_do),
         thread_do.map(|v| v < 1.0),
     ));
-    for (key, what) in [("ThreadDoRoundTrip", "`Thread.Do`"), ("RunnerCallRoundTrip", "`Runner.Call`")] {
-        let median = r.get(&format!("go.{key}.median-ns"));
-        rows.push((
-            if key == "ThreadDoRoundTrip" {
-                "Go `Thread.Do` back-to-back round trip, median call, at most 3 µs"
-            } else {
-                "Go `Runner.Call` back-to-back round trip, median call, at most 3 µs"
-            },
-            format!("{what}: {}", r.ns_with_range(&format!("go.{key}.median-ns"))),
-            median.map(|v| v <= 3000.0),
-        ));
+    for (key, target) in [
+        ("ThreadDoRoundTrip", "Go `Thread.Do` back-to-back round trip, median call, at most 3 µs"),
+        ("RunnerCallRoundTrip", "Go `Runner.Call` back-to-back round trip, median call, at most 3 µs"),
+    ] {
+        let key = format!("go.{key}.median-ns");
+        rows.push((target, r.ns_with_range(&key), r.get(&key).map(|v| v <= 3000.0)));
     }
     let idle_thread = r.get("go.ThreadIdleCPU.idle-cpu-%");
     rows.push((
