@@ -77,7 +77,9 @@ pub fn register<T: 'static>(value: T) -> Result<Handle, Error> {
 /// order of checking. A refused call does not run `f` and changes nothing.
 ///
 /// A panic in `f` propagates to the caller after the borrow is released.
-#[inline]
+// Always inlined: the checks are a few dozen instructions that the caller's code then
+// schedules with its own; every unusual case is one call to an out-of-line slow path.
+#[inline(always)]
 pub fn with<T: 'static, R>(handle: Handle, f: impl FnOnce(&mut T) -> R) -> Result<R, Error> {
     guard::borrow(
         "with",

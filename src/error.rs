@@ -121,7 +121,9 @@ impl fmt::Display for Status {
 #[derive(Clone, Debug)]
 pub struct Error {
     status: Status,
-    detail: Detail,
+    /// Boxed: a `Result<(), Error>` then comes back in two registers, so a function that
+    /// inlines a borrow's fast path needs no stack frame for its slow path's result.
+    detail: Box<Detail>,
 }
 
 #[derive(Clone, Debug)]
@@ -133,17 +135,17 @@ enum Detail {
 impl Error {
     /// An error with `status` and a detail message.
     pub fn new(status: Status, message: impl Into<String>) -> Error {
-        Error { status, detail: Detail::Text(message.into()) }
+        Error { status, detail: Box::new(Detail::Text(message.into())) }
     }
 
     /// An error for a refusal recorded as facts, worded on first use.
     pub(crate) fn refused(refusal: Refusal) -> Error {
-        Error { status: refusal.status, detail: Detail::Refused(refusal, OnceLock::new()) }
+        Error { status: refusal.status, detail: Box::new(Detail::Refused(refusal, OnceLock::new())) }
     }
 
     /// An error for a refusal whose message was already worded (to be printed by a policy).
     pub(crate) fn refused_worded(refusal: Refusal, text: String) -> Error {
-        Error { status: refusal.status, detail: Detail::Refused(refusal, OnceLock::from(text)) }
+        Error { status: refusal.status, detail: Box::new(Detail::Refused(refusal, OnceLock::from(text))) }
     }
 
     /// The status code.
@@ -153,7 +155,7 @@ impl Error {
 
     /// The detail message (the same text a C caller reads with `tg_last_error`).
     pub fn message(&self) -> &str {
-        match &self.detail {
+        match &*self.detail {
             Detail::Text(text) => text,
             Detail::Refused(refusal, worded) => worded.get_or_init(|| refusal.word()),
         }
@@ -161,7 +163,7 @@ impl Error {
 
     /// What the thread's last error keeps of this error: its facts, unless already worded.
     pub(crate) fn into_last(self) -> Refusal {
-        match self.detail {
+        match *self.detail {
             Detail::Refused(refusal, worded) => match worded.into_inner() {
                 Some(text) => Refusal { what: What::Text(text), ..refusal },
                 None => refusal,

@@ -102,8 +102,10 @@ impl Inbox {
         }
         state.keys.push(key);
         DEFERRED_PENDING.fetch_add(1, Ordering::Relaxed);
-        // Release pairs with the owner's acquire load in `has_pending`.
-        self.pending.store(true, Ordering::Release);
+        // The lock publishes the key; the flag only tells the owner to take the lock. Relaxed
+        // is enough: an owner whose call happens after this push (through any synchronisation)
+        // reads the flag as set, as every access to one atomic respects happens-before.
+        self.pending.store(true, Ordering::Relaxed);
         drop(state);
         if let Some(waker) = self.waker.get() {
             waker.wake_by_ref();
@@ -116,10 +118,11 @@ impl Inbox {
         let _ = self.waker.set(waker);
     }
 
-    /// Whether requests may be waiting. Cheap enough for every entry point.
+    /// Whether requests may be waiting. Cheap enough for every entry point (see `push_within`
+    /// for why a relaxed load is enough).
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Acquire)
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Takes every queued request (owner only). The caller must `settle` each one it takes.

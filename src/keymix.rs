@@ -2,14 +2,15 @@
 //!
 //! Raw slot keys are `version << 32 | index`, and fresh slots all start at version 1, so
 //! flipping one index bit of a raw key would name the neighbouring object. Handles therefore
-//! carry `mix(raw)`, and the owner decodes with `unmix`. `mix` is a bijection (xor with a
-//! secret, multiply by an odd secret, xor-shift by 32, which is its own inverse, xor with a
-//! second secret), so decoding is exact. Decoding runs the steps backwards: the xor-shift
-//! folds the high half of a handle's key into the low half, and the multiplication carries
-//! every bit from its position upwards, so flipping any bit of a handle's key changes the
-//! decoded version (tested for every bit below): a bit-flipped key does not name a neighbour.
-//! A forged key resolves only if it decodes to a live slot's index *and* its exact version:
-//! for a table of `n` live objects, `n` of the 2^64 values (SECURITY.md gives the argument).
+//! carry `mix(raw)`, and the owner decodes with `unmix`. `mix` is a bijection (multiply by an
+//! odd secret, xor with a second secret), so decoding is exact, and it is one xor and one
+//! multiplication on every call. Decoding multiplies by the inverse, which carries every bit
+//! from its position upwards: flipping one of a handle key's high 32 bits changes only the
+//! decoded version, and the multiplier is drawn so that flipping any of its low 32 bits
+//! changes the decoded version too (`scatters_low_bits`), so a bit-flipped key never names a
+//! neighbour with the same version. A forged key resolves only if it decodes to a live
+//! slot's index *and* its exact version: for a table of `n` live objects, `n` of the 2^64
+//! values (SECURITY.md gives the argument).
 //!
 //! Each thread mixes with its own variant of the secret ([`KeyMix::for_thread`]): tables hand
 //! out the same raw keys on every thread, so with one shared permutation a handle whose owner
@@ -27,8 +28,7 @@ use std::sync::OnceLock;
 /// The per-process secret of the permutation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyMix {
-    xor_in: u64,
-    xor_out: u64,
+    xor: u64,
     mul: u64,
     mul_inverse: u64,
 }
@@ -42,38 +42,53 @@ impl KeyMix {
 
     /// A permutation with a fresh random secret (the shared-handle registries each draw one).
     pub(crate) fn random() -> KeyMix {
-        KeyMix::from_seed(random_u64(), random_u64(), random_u64())
+        KeyMix::from_seed(random_u64(), random_u64())
     }
 
     /// The variant of this permutation used by thread `thread_id`.
     pub(crate) fn for_thread(&self, thread_id: u64) -> KeyMix {
-        let salt_in = splitmix64(thread_id ^ self.xor_in);
-        let salt_out = splitmix64(salt_in ^ thread_id.rotate_left(32) ^ self.xor_out);
-        KeyMix { xor_in: self.xor_in ^ salt_in, xor_out: self.xor_out ^ salt_out, ..*self }
+        KeyMix { xor: self.xor ^ splitmix64(thread_id ^ self.xor), ..*self }
     }
 
     /// A permutation from explicit seeds (tests use fixed seeds for reproducibility).
-    pub(crate) fn from_seed(a: u64, b: u64, c: u64) -> KeyMix {
-        // Odd multipliers are invertible modulo 2^64; the high bit keeps them large.
-        let mul = (c | 1) | (1 << 63);
-        KeyMix { xor_in: a, xor_out: b, mul, mul_inverse: inverse_mod_2_64(mul) }
+    pub(crate) fn from_seed(xor: u64, seed: u64) -> KeyMix {
+        // Decoding multiplies by `mul_inverse`, so it is the one drawn: odd (invertible modulo
+        // 2^64), and redrawn until it scatters every low bit (`scatters_low_bits`).
+        let mut draw = seed;
+        let mul_inverse = loop {
+            let candidate = splitmix64(draw) | 1;
+            if scatters_low_bits(candidate) {
+                break candidate;
+            }
+            draw = draw.wrapping_add(1);
+        };
+        KeyMix { xor, mul: inverse_mod_2_64(mul_inverse), mul_inverse }
     }
 
     /// Raw slot key to the value a handle carries.
     #[inline]
     pub(crate) fn mix(&self, raw: u64) -> u64 {
-        let mut x = (raw ^ self.xor_in).wrapping_mul(self.mul);
-        x ^= x >> 32;
-        x ^ self.xor_out
+        raw.wrapping_mul(self.mul) ^ self.xor
     }
 
     /// The value a handle carries back to the raw slot key; exact inverse of [`KeyMix::mix`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn unmix(&self, mixed: u64) -> u64 {
-        let mut x = mixed ^ self.xor_out;
-        x ^= x >> 32;
-        x.wrapping_mul(self.mul_inverse) ^ self.xor_in
+        (mixed ^ self.xor).wrapping_mul(self.mul_inverse)
     }
+}
+
+/// Whether flipping any one of the low 32 bits of a value multiplied by `multiplier` changes
+/// the product's high 32 bits (the version half of a raw key). Flipping bit `b` adds or
+/// subtracts `2^b * multiplier`, whose high half is bits `32 - b .. 64 - b` of the multiplier;
+/// with a carry or a borrow that adds at most one, the high half of the product stays the
+/// same only if that window is all zeros or all ones. (Flipping a high bit leaves the low
+/// half alone and so changes the high half, as the map is one-to-one.)
+fn scatters_low_bits(multiplier: u64) -> bool {
+    (0..32).all(|bit| {
+        let window = (multiplier.wrapping_shl(bit) >> 32) as u32;
+        window != 0 && window != u32::MAX
+    })
 }
 
 /// Multiplicative inverse of an odd number modulo 2^64 (Newton's iteration; each step doubles
@@ -107,7 +122,7 @@ mod tests {
 
     #[test]
     fn mix_is_a_bijection_on_samples_and_unmix_inverts_it() {
-        let m = KeyMix::from_seed(1, 2, 3);
+        let m = KeyMix::from_seed(1, 3);
         let mut x = 0x0123_4567_89ab_cdefu64;
         let samples = if cfg!(miri) { 1_000 } else { 100_000 }; // Miri: fewer, same code
         for _ in 0..samples {
@@ -127,8 +142,7 @@ mod tests {
         // Fixed seeds keep the test deterministic; `process()` secrets behave alike.
         let indices = if cfg!(miri) { 50 } else { 2000u64 }; // Miri: fewer, same code
         for seed in 0..if cfg!(miri) { 2 } else { 16u64 } {
-            let m =
-                KeyMix::from_seed(0x1234_5678 ^ splitmix64(seed), 0x8765_4321 ^ seed, splitmix64(0xdead_beef ^ seed));
+            let m = KeyMix::from_seed(0x1234_5678 ^ splitmix64(seed), splitmix64(0xdead_beef ^ seed));
             for index in 1..indices {
                 let raw = (1u64 << 32) | index; // version 1, as every fresh slot has
                 let mixed = m.mix(raw);
@@ -142,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_key_minted_on_one_thread_scatters_on_every_other() {
-        let process = KeyMix::from_seed(11, 12, 13);
+        let process = KeyMix::from_seed(11, 13);
         let threads = if cfg!(miri) { 30 } else { 200u64 }; // Miri: fewer, same code
         for owner in 1..threads {
             let minted = process.for_thread(owner).mix((1 << 32) | 1); // first slot, version 1
@@ -150,6 +164,20 @@ mod tests {
                 let decoded = process.for_thread(other).unmix(minted);
                 assert_ne!(decoded >> 32, 1, "thread {other} decodes thread {owner}'s first key to version 1");
             }
+        }
+    }
+
+    #[test]
+    fn multipliers_that_would_keep_a_flipped_key_version_are_redrawn() {
+        // Bit 3 flipped adds 8 * multiplier: with bits 29..61 of the multiplier all zero, the
+        // high half of that is zero, and so the version would stay.
+        assert!(!scatters_low_bits(0x8000_0000_0000_0001 | (1 << 28)));
+        assert!(!scatters_low_bits(u64::MAX));
+        assert!(!scatters_low_bits(1));
+        for seed in 0..if cfg!(miri) { 20 } else { 10_000u64 } {
+            let m = KeyMix::from_seed(seed, seed);
+            assert!(scatters_low_bits(m.mul_inverse), "seed {seed}");
+            assert_eq!(m.mul.wrapping_mul(m.mul_inverse), 1, "seed {seed}");
         }
     }
 

@@ -54,6 +54,7 @@
 
 mod api;
 mod copies;
+mod current;
 pub mod diagnostics;
 mod error;
 mod guard;

@@ -34,10 +34,17 @@ impl Reason {
 }
 
 impl ThreadState {
+    /// [`ThreadState::run_pending`] after a successful call, which has its status already:
+    /// a destructor's panic is reported by `run_pending`'s counters, not by that call.
+    /// `extern "C"`, and so known never to unwind (anything that escapes is caught here): the
+    /// borrow fast path that calls it then needs no unwinding path of its own.
     #[cold]
     #[inline(never)]
-    pub(crate) fn run_pending_after_success(&self) {
-        let _ = self.run_pending();
+    #[allow(improper_ctypes_definitions, reason = "called from Rust only; the ABI is for `nounwind`")]
+    pub(crate) extern "C" fn run_pending_after_success(&self) {
+        catch_and_discard(|| {
+            let _ = self.run_pending();
+        });
     }
 
     /// Runs queued destroy requests. Requests for busy objects stay queued; requests whose

@@ -1,6 +1,6 @@
 //! The calling thread's state: its ID, its table, its inbox, and the exit hook.
 //!
-//! The state is boxed and reached through a `const`-initialised thread-local raw pointer, which
+//! The state is boxed and reached through a thread-local raw pointer (`current`), which
 //! has no destructor of its own and so stays readable while other thread-local destructors
 //! run. A second thread-local, the exit guard, has the destructor: at thread exit it destroys
 //! everything the thread still owns *on that thread* (I5), with the state still reachable, so
@@ -22,6 +22,7 @@
 //! destructor but the exit guard, and catches the one panic it can meet there (the standard
 //! library's thread handle, once destroyed), so it also works in those stages.
 
+use crate::current;
 use crate::diagnostics::{self, Counters};
 use crate::error::{Error, Status};
 use crate::identity::{self, ThreadRecord};
@@ -55,14 +56,13 @@ pub(crate) struct ThreadState {
 const EXITED: *const ThreadState = std::ptr::dangling();
 
 thread_local! {
-    static CURRENT: Cell<*const ThreadState> = const { Cell::new(std::ptr::null()) };
     static EXIT_GUARD: ExitGuard = const { ExitGuard };
 }
 
 /// Runs `f` with the calling thread's state, creating it on first use.
 #[inline]
 pub(crate) fn with_state<R>(f: impl FnOnce(&ThreadState) -> Result<R, Error>) -> Result<R, Error> {
-    let mut current = CURRENT.with(Cell::get);
+    let mut current = current::get();
     if current.is_null() {
         current = init()?;
     }
@@ -73,7 +73,7 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&ThreadState) -> Result<R, Error>) ->
         ));
     }
     // SAFETY: `current` is neither null nor EXITED, so it came from `Box::into_raw` in `init` on
-    // this thread. Only this thread's exit guard frees it, after setting CURRENT to EXITED and
+    // this thread. Only this thread's exit guard frees it, after setting its word (`current`) to EXITED and
     // when no call on this thread is in progress; the state is never shared with other threads.
     // Only shared references are ever made to it (mutation goes through its cells).
     let state = unsafe { &*current };
@@ -83,7 +83,7 @@ pub(crate) fn with_state<R>(f: impl FnOnce(&ThreadState) -> Result<R, Error>) ->
 /// The calling thread's state if it exists, without creating it.
 #[inline(always)]
 pub(crate) fn with_existing_state<R>(f: impl FnOnce(&ThreadState) -> R) -> Option<R> {
-    let current = CURRENT.with(Cell::get);
+    let current = current::get();
     // One comparison for both: null is 0, EXITED the lowest address a `Box` never has.
     if current.addr() <= EXITED.addr() {
         return None;
@@ -126,7 +126,7 @@ fn init() -> Result<*const ThreadState, Error> {
         last_error: RefCell::new(Refusal::new(Status::Panic, "", 0, What::Text(String::new()))),
     });
     let state: *const ThreadState = Box::into_raw(state);
-    CURRENT.with(|current| current.set(state));
+    current::set(state);
     late_exit::arm(key, state);
     crate::copies::rescan_if_loaded();
     Ok(state)
@@ -186,7 +186,7 @@ impl Drop for ExitGuard {
 /// thread, marks it exited, and frees the state. Called by whichever exit hook runs first;
 /// never unwinds (a thread-local destructor that unwinds aborts the process).
 fn exit_current() {
-    let current = CURRENT.with(Cell::get);
+    let current = current::get();
     if current.is_null() || current == EXITED {
         return;
     }
@@ -196,9 +196,9 @@ fn exit_current() {
         let state = unsafe { &*current };
         crate::guard::exit_thread(state);
     });
-    CURRENT.with(|cell| cell.set(EXITED));
+    current::set(EXITED);
     late_exit::disarm();
-    // SAFETY: `current` came from `Box::into_raw` in `init`; CURRENT no longer points to it
+    // SAFETY: `current` came from `Box::into_raw` in `init`; the word no longer points to it
     // and every call on this thread has returned (this is its exit, and exit hooks do not
     // run inside calls), so this is the only remaining reference.
     let state = unsafe { Box::from_raw(current.cast_mut()) };

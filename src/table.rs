@@ -13,12 +13,13 @@
 //!
 //! A slot is 24 bytes: the object pointer, the C type tag, a word of flags and an index into
 //! the thread's list of *disposers* (a C destructor, or a Rust type's drop and `TypeId`), and
-//! the version. A program has few disposers, as each is a function or a type, so they are
-//! stored once per thread rather than once per object. The check a C borrow needs (version,
-//! type tag, kind, busy, empty) reads the slot alone, and the busy mark is set and cleared
-//! through a `Cell`, so a borrow needs no mutable access to the table. The busy mark is the
-//! version's low bit: a borrowed entry's version is one less than its key's (even), so the
-//! exact comparison a borrow makes of the versions also tells it the entry is not busy.
+//! the raw key that names it (version and index). A program has few disposers, as each is a
+//! function or a type, so they are stored once per thread rather than once per object. The
+//! check a C borrow needs (key, type tag, kind, busy, empty) reads the slot alone, and the
+//! busy mark is set and cleared through a `Cell`, so a borrow needs no mutable access to the
+//! table. The busy mark is a bit of the slot's key word that no key can have (the top bit of
+//! the index half: indices stay below 2^31), so the one comparison a borrow makes of the
+//! decoded key with that word checks the version exactly and that the entry is not busy.
 //!
 //! A caller may pass any number of distinct destructor pointers, so disposers are counted:
 //! each knows how many live entries use it and is reclaimed (its index reused) when the last
@@ -110,14 +111,21 @@ enum DisposerKey {
 /// so no Rust object registered through the API has it.
 struct NotRust;
 
+/// What a C destructor's disposer holds where a Rust type's holds its `NativeType`.
+static NOT_RUST: NativeType =
+    NativeType { type_id: TypeId::of::<NotRust>(), drop: not_rust_drop, type_name: std::any::type_name::<NotRust> };
+
+/// Never called: no object has `NOT_RUST` as its type (it is never in a `Kind`).
+fn not_rust_drop(_: *mut c_void) {}
+
 /// A thread's disposers, each with the number of live entries that use it.
 #[derive(Default)]
 struct Disposers {
     /// Indexed by an entry's disposer index; a slot with no users is on `free`.
     list: Vec<(Disposer, usize)>,
-    /// The `TypeId` of each disposer in `list` (of [`NotRust`] for a C destructor), by the
-    /// same index: what a Rust borrow's type check compares, exactly, with its type's.
-    type_ids: Vec<TypeId>,
+    /// The Rust type of each disposer in `list` (`NOT_RUST` for a C destructor), by the same
+    /// index: what a Rust borrow's type check compares with its type's (`same_type`).
+    natives: Vec<&'static NativeType>,
     free: Vec<u32>,
     index: HashMap<DisposerKey, u32>,
     /// The index the last registration used: most objects share a few disposers.
@@ -131,11 +139,17 @@ impl Disposers {
         self.list[index as usize].0
     }
 
-    /// The `TypeId` of the disposer at `index` (of a live entry): of [`NotRust`] for a C
-    /// destructor.
+    /// Whether the disposer at `index` is of Rust type `wanted`; `false` for a C destructor's.
+    ///
+    /// # Safety
+    /// `index` must be a live entry's disposer index.
     #[inline(always)]
-    fn type_id(&self, index: u32) -> Option<TypeId> {
-        self.type_ids.get(index as usize).copied()
+    unsafe fn is_native(&self, index: u32, wanted: &'static NativeType) -> bool {
+        debug_assert!((index as usize) < self.natives.len(), "not a disposer index");
+        // SAFETY: a live entry's disposer index came from `acquire`, which returns an index
+        // of `list`; `natives` has an element for every element of `list` (they are pushed
+        // together) and neither ever shrinks.
+        unsafe { self.natives.get_unchecked(index as usize) }.same_type(wanted)
     }
 
     /// The index of `disposer`, added if new, with one more user.
@@ -151,19 +165,19 @@ impl Disposers {
                     index
                 }
                 None => {
-                    let type_id = match disposer {
-                        Disposer::Native(native) => native.type_id,
-                        Disposer::Foreign(_) => TypeId::of::<NotRust>(),
+                    let native = match disposer {
+                        Disposer::Native(native) => native,
+                        Disposer::Foreign(_) => &NOT_RUST,
                     };
                     let index = match self.free.pop() {
                         Some(index) => {
                             self.list[index as usize] = (disposer, 1);
-                            self.type_ids[index as usize] = type_id;
+                            self.natives[index as usize] = native;
                             index
                         }
                         None if self.list.len() <= DISPOSER as usize => {
                             self.list.push((disposer, 1));
-                            self.type_ids.push(type_id);
+                            self.natives.push(native);
                             (self.list.len() - 1) as u32
                         }
                         None => return Err(TooManyDisposers),
@@ -194,42 +208,56 @@ impl Disposers {
     }
 }
 
-/// A Rust object; its disposer is `Disposer::Native`.
-const NATIVE: u32 = 1 << 30;
 /// The slot names nothing: vacant (on the free list), or retired (its version was the last).
 const EMPTY: u32 = 1 << 29;
 /// The disposer index in the low bits of a slot's flags.
 const DISPOSER: u32 = EMPTY - 1;
 
-/// One slot: an object's bookkeeping and the slot's version. 24 bytes (asserted below).
+/// One slot: an object's bookkeeping and the raw key that names it. 24 bytes (asserted below).
 #[derive(Debug)]
 struct Slot {
     object: *mut c_void,
     /// The C type tag (nonzero); 0 for Rust objects. A vacant slot keeps the index of the next
     /// vacant slot here (the free list).
     type_tag: u32,
-    /// `NATIVE | EMPTY | disposer index`.
+    /// `EMPTY`, or the disposer index.
     flags: Cell<u32>,
-    /// The version a key must carry to name this slot's object: odd, raised by 2 at every
-    /// removal, never wrapped (a slot whose version is the last one is retired). One less
-    /// (even) while a borrow of the object is on the owner's stack: the busy mark (I4). A
-    /// `Cell`, so a borrow marks the entry busy through the shared reference its checks used.
-    version: Cell<u32>,
+    /// The raw key a handle must decode to, to name this slot's object: the slot's version
+    /// (odd, raised by 2 at every removal, never wrapped: a slot whose version is the last one
+    /// is retired) above its index, with `RUST_KEY` for a Rust object. Plus `BUSY` while a
+    /// borrow of the object is on the owner's stack (I4), and always while the slot is empty.
+    /// A `Cell`, so a borrow marks the entry busy through the shared reference its checks used.
+    key: Cell<u64>,
 }
 
 impl Slot {
     /// The version of the keys that name this slot's object, busy or not.
     #[inline(always)]
     fn version(&self) -> u32 {
-        self.version.get() | 1
+        (self.key.get() >> 32) as u32
     }
 
     /// Whether a borrow of the object is on the owner's stack.
     #[inline(always)]
     fn is_busy(&self) -> bool {
-        self.version.get() & 1 == 0
+        self.key.get() & BUSY != 0
     }
 }
+
+/// The busy mark, in a slot's key word: the top bit of its index half, which no slot index
+/// has (a table has at most `MAX_SLOTS`). A key that decodes with the bit set is out of
+/// bounds, so no key names a busy or empty slot, and the one comparison a borrow makes of the
+/// whole key word (index, version, kind) needs no test of the mark or the flags.
+const BUSY: u64 = 1 << 31;
+
+/// The kind bit of a raw key: set in the keys of Rust objects, below `BUSY` and above every
+/// index. A C borrow takes the low half of the decoded key as the index, so a Rust object's
+/// key is out of bounds for it; a Rust borrow flips the bit first, so a C object's key is.
+/// Either way the kind needs no test of its own on the fast path.
+const RUST_KEY: u64 = 1 << 30;
+
+/// The index bits of a raw key.
+const INDEX: u32 = (RUST_KEY - 1) as u32;
 
 static_assertions::const_assert!(std::mem::size_of::<Slot>() == 24);
 
@@ -256,7 +284,7 @@ pub(crate) enum Refusal {
 pub(crate) enum Full {
     /// The thread's live objects already use 2^29 distinct destructors and Rust types.
     Disposers,
-    /// The table already has 2^32 - 1 slots (live, vacant or retired).
+    /// The table already has 2^31 slots (live, vacant or retired).
     Slots,
 }
 
@@ -291,8 +319,16 @@ pub(crate) struct Table {
 
 /// The last version a slot may carry before it would wrap into an old key.
 const LAST_VERSION: u32 = u32::MAX;
+/// Slots a table may have: indices stay below `RUST_KEY` and `BUSY`.
+const MAX_SLOTS: usize = 1 << 30;
 /// No slot: the end of the free list, and the index no slot may have.
 const NO_SLOT: u32 = u32::MAX;
+
+/// The raw key of version `version` of slot `index`, for a Rust object if `rust`.
+#[inline(always)]
+fn raw_key(version: u32, index: u32, rust: bool) -> u64 {
+    u64::from(version) << 32 | if rust { RUST_KEY } else { 0 } | u64::from(index)
+}
 
 impl Table {
     pub(crate) fn new(mix: KeyMix) -> Table {
@@ -313,18 +349,20 @@ impl Table {
 
     /// Stores an entry and returns the (mixed) key a handle will carry.
     pub(crate) fn insert(&mut self, object: *mut c_void, kind: Kind) -> Result<u64, Full> {
-        let (type_tag, disposer, native) = match kind {
-            Kind::Foreign { type_tag, destructor } => (type_tag, Disposer::Foreign(destructor), 0),
-            Kind::Native(native) => (0, Disposer::Native(native), NATIVE),
+        let (type_tag, disposer, rust) = match kind {
+            Kind::Foreign { type_tag, destructor } => (type_tag, Disposer::Foreign(destructor), false),
+            Kind::Native(native) => (0, Disposer::Native(native), true),
         };
-        if self.free == NO_SLOT && self.slots.len() >= NO_SLOT as usize {
+        if self.free == NO_SLOT && self.slots.len() >= MAX_SLOTS {
             return Err(Full::Slots);
         }
-        let flags = self.disposers.acquire(disposer)? | native;
+        let flags = self.disposers.acquire(disposer)?;
         let index = match self.free {
             NO_SLOT => {
-                self.slots.push(Slot { object, type_tag, flags: Cell::new(flags), version: Cell::new(1) });
-                (self.slots.len() - 1) as u32
+                let index = self.slots.len() as u32;
+                let key = Cell::new(raw_key(1, index, rust));
+                self.slots.push(Slot { object, type_tag, flags: Cell::new(flags), key });
+                index
             }
             index => {
                 let slot = &mut self.slots[index as usize];
@@ -332,20 +370,21 @@ impl Table {
                 slot.object = object;
                 slot.type_tag = type_tag;
                 slot.flags.set(flags);
+                slot.key.set(raw_key(slot.version(), index, rust));
                 index
             }
         };
         self.live += 1;
-        Ok(self.mix.mix(u64::from(self.slots[index as usize].version()) << 32 | u64::from(index)))
+        Ok(self.mix.mix(self.slots[index as usize].key.get()))
     }
 
     /// The slot a handle's key names if its version matches exactly (it may be empty or busy).
     #[inline(always)]
     fn slot(&self, mixed: u64) -> Option<(u32, &Slot)> {
         let raw = self.mix.unmix(mixed);
-        let index = raw as u32;
+        let index = raw as u32 & INDEX;
         let slot = self.slots.get(index as usize)?;
-        (slot.version() == (raw >> 32) as u32).then_some((index, slot))
+        (slot.key.get() & !BUSY == raw).then_some((index, slot))
     }
 
     /// The slot of the live entry a handle's key names.
@@ -368,23 +407,23 @@ impl Table {
     #[inline(always)]
     pub(crate) fn ready(&self, mixed: u64, expected: Expected) -> Option<Borrowed> {
         let raw = self.mix.unmix(mixed);
-        let index = raw as u32;
+        // Out of bounds unless the key is of the expected kind (see `RUST_KEY`).
+        let index = match expected {
+            Expected::Foreign(_) => raw as u32,
+            Expected::Native(_) => raw as u32 ^ RUST_KEY as u32,
+        };
         let slot = self.slots.get(index as usize)?;
-        // Exactly the key's version: the right object, and not busy (a busy entry's is one less).
-        if slot.version.get() != (raw >> 32) as u32 {
+        // Exactly the key: the right object of that kind, live, and not busy (an empty or
+        // busy slot's word has `BUSY` too).
+        if slot.key.get() != raw {
             return None;
         }
-        let flags = slot.flags.get();
-        // The common case in one comparison of the flags: the expected tag (or a Rust object),
-        // not empty.
         let ready = match expected {
-            Expected::Foreign(tag) => slot.type_tag == tag && flags & (NATIVE | EMPTY) == 0,
-            Expected::Native(wanted) => {
-                // A Rust object, not empty: then the flags are its disposer index.
-                let index = flags ^ NATIVE;
-                // Its type, exactly (a `TypeId` is a constant where `with` is compiled).
-                index <= DISPOSER && self.disposers.type_id(index) == Some(wanted.type_id)
-            }
+            Expected::Foreign(tag) => slot.type_tag == tag,
+            // A live Rust object: its flags are its disposer index. Its type, exactly.
+            // SAFETY: the slot's word is the key, so it holds a live entry (an empty slot's
+            // has `BUSY`), whose flags are its disposer index.
+            Expected::Native(wanted) => unsafe { self.disposers.is_native(slot.flags.get(), wanted) },
         };
         ready.then_some(Borrowed { slot: index, object: slot.object })
     }
@@ -394,7 +433,7 @@ impl Table {
     pub(crate) fn mark_busy(&self, borrowed: Borrowed) {
         if let Some(slot) = self.slots.get(borrowed.slot as usize) {
             debug_assert!(!slot.is_busy(), "a busy entry was borrowed again");
-            slot.version.set(slot.version.get() - 1);
+            slot.key.set(slot.key.get() + BUSY);
         }
     }
 
@@ -408,7 +447,7 @@ impl Table {
         // one of its slots; slots are never taken away (the vector only grows), so it still is.
         let slot = unsafe { self.slots.get_unchecked(borrowed.slot as usize) };
         debug_assert!(slot.is_busy(), "a busy entry changed");
-        slot.version.set(slot.version.get() + 1);
+        slot.key.set(slot.key.get() - BUSY);
     }
 
     /// Checks a handle's key for a borrow (stale, then type, then busy) and marks the entry
@@ -425,14 +464,14 @@ impl Table {
     /// slots are never taken away, so the slot still holds the same entry, with the same
     /// version but for the mark: no lookup by key is needed.
     ///
-    /// The version is raised by one rather than its low bit set: setting one bit may compile to
-    /// a one-byte store, and the next borrow's four-byte load of the version could not be
-    /// forwarded from it, which stalls that load until the store reaches the cache.
+    /// The mark is added and subtracted rather than its bit set and cleared: a bit operation
+    /// may compile to a one-byte store, and the next borrow's eight-byte load of the key word
+    /// could not be forwarded from it, which stalls that load until the store reaches the cache.
     #[inline(always)]
     pub(crate) fn end_borrow(&self, borrowed: Borrowed) {
         if let Some(slot) = self.slots.get(borrowed.slot as usize) {
             debug_assert!(slot.is_busy(), "a busy entry changed");
-            slot.version.set(slot.version.get() + 1);
+            slot.key.set(slot.key.get() - BUSY);
         }
     }
 
@@ -479,11 +518,13 @@ impl Table {
         let slot = &mut self.slots[index as usize];
         slot.object = std::ptr::null_mut();
         slot.flags.set(EMPTY);
-        if slot.version.get() == LAST_VERSION {
+        if slot.version() == LAST_VERSION {
+            slot.key.set(slot.key.get() | BUSY);
             slot.type_tag = 0;
             self.retired += 1;
         } else {
-            slot.version.set(slot.version.get() + 2);
+            // The next version's key, which no handle carries yet, and empty.
+            slot.key.set(raw_key(slot.version() + 2, index, false) | BUSY);
             slot.type_tag = self.free;
             self.free = index;
         }
@@ -493,10 +534,10 @@ impl Table {
 
     /// The mixed keys of every live entry (for cleanup, which must survive re-entrant destructors).
     pub(crate) fn live_keys(&self) -> Vec<u64> {
-        (0u32..)
-            .zip(&self.slots)
-            .filter(|(_, slot)| slot.flags.get() & EMPTY == 0)
-            .map(|(index, slot)| self.mix.mix(u64::from(slot.version()) << 32 | u64::from(index)))
+        self.slots
+            .iter()
+            .filter(|slot| slot.flags.get() & EMPTY == 0)
+            .map(|slot| self.mix.mix(slot.key.get() & !BUSY))
             .collect()
     }
 }
@@ -511,7 +552,7 @@ mod tests {
 
     #[test]
     fn removed_keys_go_stale_and_reused_slots_do_not_answer_old_keys() {
-        let mut table = Table::new(KeyMix::from_seed(1, 2, 3));
+        let mut table = Table::new(KeyMix::from_seed(1, 3));
         let first = table.insert(std::ptr::null_mut(), foreign(1)).unwrap();
         assert!(table.contains(first));
         table.remove(first, None).unwrap();
@@ -526,7 +567,7 @@ mod tests {
 
     #[test]
     fn forged_keys_do_not_resolve() {
-        let mut table = Table::new(KeyMix::from_seed(4, 5, 6));
+        let mut table = Table::new(KeyMix::from_seed(4, 6));
         let objects = if cfg!(miri) { 50 } else { 1000 }; // Miri: fewer, same code
         let keys: Vec<u64> = (0..objects).map(|_| table.insert(std::ptr::null_mut(), foreign(1)).unwrap()).collect();
         for &key in &keys {
@@ -546,15 +587,20 @@ mod tests {
         assert!(std::mem::size_of::<Slot>() <= 24);
     }
 
-    unsafe extern "C-unwind" fn destructor_a(_: *mut c_void) {}
-    unsafe extern "C-unwind" fn destructor_b(_: *mut c_void) {}
+    // Different bodies: identical functions may be merged into one address in release builds.
+    unsafe extern "C-unwind" fn destructor_a(_: *mut c_void) {
+        std::hint::black_box(1u8);
+    }
+    unsafe extern "C-unwind" fn destructor_b(_: *mut c_void) {
+        std::hint::black_box(2u8);
+    }
 
     #[test]
     fn entries_share_one_disposer_per_destructor() {
         // One value of each function pointer: two casts of one function need not compare
         // equal (Miri makes them differ), which would only cost a disposer each.
         let (a, b): (ForeignDestructor, ForeignDestructor) = (destructor_a, destructor_b);
-        let mut table = Table::new(KeyMix::from_seed(1, 1, 1));
+        let mut table = Table::new(KeyMix::from_seed(1, 1));
         let kind_a = Kind::Foreign { type_tag: 1, destructor: Some(a) };
         let kind_b = Kind::Foreign { type_tag: 2, destructor: Some(b) };
         let keys: Vec<u64> = (0..100)
@@ -587,7 +633,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "makes function pointers from integers")]
     fn distinct_destructors_are_reclaimed_with_their_last_entry() {
         let distinct = 40_000;
-        let mut table = Table::new(KeyMix::from_seed(3, 3, 3));
+        let mut table = Table::new(KeyMix::from_seed(3, 3));
         for round in 0..3 {
             let keys: Vec<u64> = (0..distinct)
                 .map(|i| {
@@ -607,7 +653,7 @@ mod tests {
     #[test]
     fn a_reclaimed_index_names_its_new_disposer() {
         let (a, b): (ForeignDestructor, ForeignDestructor) = (destructor_a, destructor_b);
-        let mut table = Table::new(KeyMix::from_seed(5, 5, 5));
+        let mut table = Table::new(KeyMix::from_seed(5, 5));
         let first = table.insert(std::ptr::null_mut(), Kind::Foreign { type_tag: 1, destructor: Some(a) }).unwrap();
         table.remove(first, None).unwrap();
         let second = table.insert(std::ptr::null_mut(), Kind::Foreign { type_tag: 1, destructor: Some(b) }).unwrap();
@@ -623,7 +669,7 @@ mod tests {
 
     #[test]
     fn a_borrow_checks_type_then_busy_and_marks_the_entry() {
-        let mut table = Table::new(KeyMix::from_seed(2, 2, 2));
+        let mut table = Table::new(KeyMix::from_seed(2, 2));
         let key = table.insert(std::ptr::dangling_mut(), foreign(7)).unwrap();
         let table = &mut table;
         assert!(matches!(
@@ -643,6 +689,51 @@ mod tests {
         table.end_borrow(borrowed);
         assert!(table.begin_borrow(key, Expected::Foreign(7)).is_ok());
     }
+
+    /// Every raw value near a slot's own word, mixed as a forger with the secret would: the
+    /// busy and empty words, the neighbouring versions (a busy mark one below the version
+    /// was once forgeable), and the other kind bit. None may pass the fast check.
+    #[test]
+    fn no_forged_key_names_a_busy_empty_or_other_kind_entry() {
+        let native = crate::api::native_type::<u64>();
+        let mut table = Table::new(KeyMix::from_seed(9, 9));
+        let foreign_key = table.insert(std::ptr::dangling_mut(), foreign(7)).unwrap();
+        let native_key = table.insert(std::ptr::dangling_mut(), Kind::Native(native)).unwrap();
+        let gone = table.insert(std::ptr::dangling_mut(), foreign(7)).unwrap();
+        table.remove(gone, None).unwrap();
+        let near = |mixed: u64| {
+            let raw = table.mix.unmix(mixed);
+            let mut raws = vec![raw | BUSY, raw ^ RUST_KEY, raw ^ RUST_KEY | BUSY];
+            for version in [1u64, 2, 3] {
+                raws.extend([raw.wrapping_sub(version << 32), raw.wrapping_add(version << 32)]);
+                raws.extend([raw.wrapping_sub(version << 32) | BUSY, raw.wrapping_add(version << 32) | BUSY]);
+            }
+            raws.into_iter().map(|raw| table.mix.mix(raw)).collect::<Vec<u64>>()
+        };
+        let both = [Expected::Foreign(7), Expected::Native(native)];
+        // Not busy: only the key itself, and only for its kind.
+        for (key, right, wrong) in [(foreign_key, both[0], both[1]), (native_key, both[1], both[0])] {
+            assert!(table.ready(key, right).is_some());
+            assert!(table.ready(key, wrong).is_none(), "a key of the other kind");
+            for forged in near(key) {
+                assert!(both.iter().all(|&expected| table.ready(forged, expected).is_none()), "{forged:#x}");
+            }
+        }
+        // Busy: nothing, the key included.
+        for (key, expected) in [(foreign_key, both[0]), (native_key, both[1])] {
+            let borrowed = table.begin_borrow(key, expected).unwrap();
+            for forged in near(key).into_iter().chain([key]) {
+                assert!(both.iter().all(|&expected| table.ready(forged, expected).is_none()), "{forged:#x}");
+                assert!(forged == key || !table.contains(forged), "{forged:#x}");
+            }
+            table.end_borrow(borrowed);
+        }
+        // Empty: nothing, whatever version a key names.
+        for forged in near(gone).into_iter().chain([gone]) {
+            assert!(both.iter().all(|&expected| table.ready(forged, expected).is_none()), "{forged:#x}");
+            assert!(!table.contains(forged), "{forged:#x}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -654,7 +745,7 @@ mod retirement_tests {
     #[test]
     #[ignore = "2^31 iterations: run in release (make test does)"]
     fn a_slot_is_retired_instead_of_wrapping_into_an_old_key() {
-        let mut table = Table::new(KeyMix::from_seed(7, 8, 9));
+        let mut table = Table::new(KeyMix::from_seed(7, 9));
         let kind = Kind::Foreign { type_tag: 1, destructor: None };
         let first = table.insert(std::ptr::null_mut(), kind).unwrap();
         table.remove(first, None).unwrap();

@@ -5,24 +5,55 @@
 //! Each [`Access`] is one way a program reaches a thread-affine counter it owns and adds 1 to
 //! it: through a plain `&mut` (the floor), through a threadguard handle, or through one of the
 //! tools a program would otherwise use. The work is the same everywhere (one `u64` increment),
-//! so the differences are what each way of reaching the object costs. Values and handles pass
-//! through [`black_box`] so the compiler cannot hoist the lookup out of the loop.
+//! so the differences are what each way of reaching the object costs. Every row reads its input
+//! (value, cell or handle) through [`opaque`], so the compiler cannot hoist the lookup out of
+//! the loop, and no row pays more than another for that barrier.
 //!
 //! Nothing here asserts anything about time: the figures are read side by side in the report.
 
 use ffi_support::{ConcurrentHandleMap, HandleError, HandleMap};
 use slotmap::{DefaultKey, SlotMap};
 use std::cell::{Cell, RefCell};
-use std::hint::black_box;
 use std::marker::PhantomData;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// `reference`, which the compiler can no longer see through: each call may return another
+/// address, so what is read through it is read again every time. An empty assembly block that
+/// takes the address in a register and gives it back, so unlike [`std::hint::black_box`]
+/// (which takes the address of a stack copy of its argument) it costs no instruction and no
+/// stack frame.
+#[inline(always)]
+pub fn opaque<T>(reference: &T) -> &T {
+    let mut address: *const T = reference;
+    // SAFETY: the block is empty: it leaves the address as it was, so the reference it
+    // returns is the one it was given, with its lifetime. (The compiler must assume it may
+    // read and write what the address reaches, as for `black_box`, only not that it needs the
+    // value in memory.)
+    unsafe {
+        std::arch::asm!("/* {0} */", inout(reg) address, options(nostack, preserves_flags));
+        &*address
+    }
+}
+
+/// [`opaque`] for a mutable reference.
+#[inline(always)]
+pub fn opaque_mut<T>(reference: &mut T) -> &mut T {
+    let mut address: *mut T = reference;
+    // SAFETY: as in `opaque`; the reference returned is the one given, still unique.
+    unsafe {
+        std::arch::asm!("/* {0} */", inout(reg) address, options(nostack, preserves_flags));
+        &mut *address
+    }
+}
+
 /// One way of reaching an owned counter and incrementing it. Created and used on one thread.
 pub trait Access {
-    /// Adds 1 to the counter through this way of access.
+    /// Adds 1 to the counter through this way of access. Every implementation is
+    /// `#[inline(always)]`, so a measured loop prices the access itself and never a call to it
+    /// that the compiler makes for some rows and not others.
     fn access(&mut self);
     /// The counter's value (to check that the work was done).
     fn value(&mut self) -> u64;
@@ -35,9 +66,9 @@ pub struct PlainMut {
 }
 
 impl Access for PlainMut {
-    #[inline]
+    #[inline(always)]
     fn access(&mut self) {
-        *black_box(&mut self.value) += 1;
+        *opaque_mut(&mut self.value) += 1;
     }
     fn value(&mut self) -> u64 {
         self.value
@@ -63,9 +94,9 @@ impl Default for Threadguard {
 }
 
 impl Access for Threadguard {
-    #[inline]
+    #[inline(always)]
     fn access(&mut self) {
-        threadguard::with(black_box(self.handle), |value: &mut u64| *value += 1).expect("owner-thread borrow");
+        threadguard::with(*opaque(&self.handle), |value: &mut u64| *value += 1).expect("owner-thread borrow");
     }
     fn value(&mut self) -> u64 {
         threadguard::with(self.handle, |value: &mut u64| *value).expect("owner-thread borrow")
@@ -90,9 +121,9 @@ impl Default for Fragile {
 }
 
 impl Access for Fragile {
-    #[inline]
+    #[inline(always)]
     fn access(&mut self) {
-        let cell = black_box(&self.cell).get();
+        let cell = opaque(&self.cell).get();
         cell.set(cell.get() + 1);
     }
     fn value(&mut self) -> u64 {
@@ -112,9 +143,9 @@ impl Default for SendWrapper {
 }
 
 impl Access for SendWrapper {
-    #[inline]
+    #[inline(always)]
     fn access(&mut self) {
-        let cell: &Cell<u64> = black_box(&self.cell);
+        let cell: &Cell<u64> = opaque(&self.cell);
         cell.set(cell.get() + 1);
     }
     fn value(&mut self) -> u64 {
@@ -137,9 +168,9 @@ impl Default for FfiHandleMap {
 }
 
 impl Access for FfiHandleMap {
-    #[inline]
+    #[inline(always)]
     fn access(&mut self) {
-        let cell = self.map.get(black_box(self.handle)).expect("live handle");
+        let cell = self.map.get(*opaque(&self.handle)).expect("live handle");
         cell.set(cell.get() + 1);
     }
     fn value(&mut self) -> u64 {
@@ -169,9 +200,9 @@ impl Default for FfiConcurrentHandleMap {
 }
 
 impl Access for FfiConcurrentHandleMap {
-    #[inline]
+    #[inline(always)]
     fn access(&mut self) {
-        let result: Result<(), HandleError> = self.map.get(black_box(self.handle), |cell| {
+        let result: Result<(), HandleError> = self.map.get(*opaque(&self.handle), |cell| {
             cell.set(cell.get() + 1);
             Ok(())
         });
@@ -200,10 +231,10 @@ impl Default for ThreadLocalSlotMap {
 }
 
 impl Access for ThreadLocalSlotMap {
-    #[inline]
+    #[inline(always)]
     fn access(&mut self) {
         TABLE.with(|table| {
-            if let Some(value) = table.borrow_mut().get_mut(black_box(self.key)) {
+            if let Some(value) = table.borrow_mut().get_mut(*opaque(&self.key)) {
                 *value += 1;
             }
         });
