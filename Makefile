@@ -11,7 +11,7 @@
 #   make header   regenerate include/threadguard.h from src/ffi
 #   make install  install the header, libraries, pkg-config file and CMake package (PREFIX,
 #                 DESTDIR; install/install.mk); make uninstall removes them
-#   make bench    benchmarks, side by side with the alternatives (TG_TLSDESC=1: see below)
+#   make bench    benchmarks, side by side with the alternatives
 #   make coverage line and region coverage of src/ by the Rust, large and C tests (not part of
 #                 make test; scripts/coverage.sh says what it counts)
 
@@ -24,17 +24,6 @@ STATIC_LIB := $(TG_LIB_DIR)/libthreadguard.a
 # In-tree Go builds link this checkout's static library (go/link_static.go); without the tag
 # the Go module links the installed library through pkg-config (go/link.go).
 TG_GO_TAGS ?= threadguard_static
-
-# TG_TLSDESC=1 builds everything with TLS descriptors on x86-64 Linux: reading the calling
-# thread's state in the position-independent library is then a call that preserves every
-# register, so tg_with keeps its arguments where they came (about 14 instructions fewer per
-# call, BENCHMARKS.md). Off by default: before glibc 2.40 the resolver a dlopen'd library uses
-# for a thread's first access to its thread-locals can clobber vector registers that the
-# compiler assumed were kept (glibc bug 31372), and a static library may end up in a shared
-# library that is dlopen'd. Turn it on only where neither can happen.
-ifeq ($(TG_TLSDESC)$(shell uname -sm),1Linux x86_64)
-export RUSTFLAGS += -C llvm-args=-enable-tlsdesc
-endif
 
 .PHONY: all lib demo demo-c coverage test test-rust test-loom miri tsan lint header header-check unsafe-inventory test-go go-fuzz-smoke clean
 
