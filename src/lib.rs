@@ -34,6 +34,7 @@
 //! - `keymix`: the keyed permutation that keeps forged keys from naming neighbours (I2).
 //! - `inbox`: deferred destruction requests and the exit handshake (I5).
 //! - `state`: the calling thread's state and its exit hook (I1, I5).
+//! - `current`: the thread-local word that points to it, read on every call.
 //! - `guard`: the checked operations, their check order and fast paths (I2, I4, I6).
 //! - `lifecycle`: deferred destroys, the cleanup and exit sweep, destructors (I3, I5).
 //! - `refusal`: refusals recorded as facts, and the wording of every handle-check refusal.
