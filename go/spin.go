@@ -47,13 +47,18 @@ import (
 // idle CPU can take 100 µs). So a Thread re-engages (see rhythm): after a
 // task whose caller was blocked, if that task came within backToBack of the
 // Thread starting to wait for it (the caller calls back to back), the Thread
-// spins up to reengageMax for the next task. The blocked caller, readied
-// onto the Thread's P, runs once the other P takes it, finds the Thread
-// spinning, and spins for its result; from then on both sides spin. A
-// re-engagement in vain (the caller does not come back in time: it does not
-// call back to back after all, or no CPU was free to run it) has the next
-// ones skipped, for 1, 2, 4, ... up to reengageSkipMax chances, until one
-// succeeds.
+// spins for the next task. The blocked caller, readied onto the Thread's P,
+// runs once the other P takes it, finds the Thread spinning, and spins for
+// its result; from then on both sides spin. The Thread spins up to
+// reengageMax (until the other P takes the caller, the spin keeps it
+// waiting). A re-engagement pays if the task comes, and the next
+// reengagePaid come from callers spinning for their results while the
+// Thread spins for them. One in vain (the caller does not come back in
+// time, or not soon enough after its next results to keep both sides
+// spinning: it works between calls, or no CPU is free to run it) has the
+// next chances to re-engage let pass, 1, 2, 4, ... up to reengageSkipMax
+// of them, until one pays: so where re-engaging does not pay, it delays
+// about one call in reengageSkipMax by up to reengageMax.
 //
 // No spin lasts longer than reengageMax, so an idle Thread is asleep at
 // most reengageMax after its last task.
@@ -69,7 +74,8 @@ const (
 
 	reengageMax     = 250 * time.Microsecond
 	backToBack      = 200 * time.Microsecond
-	reengageSkipMax = 64
+	reengagePaid    = 16
+	reengageSkipMax = 128
 )
 
 var (
@@ -157,6 +163,8 @@ type rhythm struct {
 	backToBack bool   // the last task came within backToBack of the wait for it
 	skip       uint32 // chances to re-engage still to let pass
 	backoff    uint32 // skip after the next re-engagement in vain
+	trial      bool   // a re-engagement saw the next task come; does it pay?
+	streak     uint32 // tasks that came as the Thread spun, since then
 }
 
 // arrived records that a task came gap after the Thread started waiting for
@@ -166,6 +174,10 @@ func (r *rhythm) arrived(gap time.Duration) { r.backToBack = gap < backToBack }
 // reengage reports whether to spin for the next task after one whose caller
 // was blocked.
 func (r *rhythm) reengage() bool {
+	if r.trial { // a re-engagement, and a caller blocked since: in vain
+		r.trial = false
+		r.inVain()
+	}
 	if !r.backToBack {
 		return false
 	}
@@ -178,10 +190,32 @@ func (r *rhythm) reengage() bool {
 
 // reengaged records whether a re-engagement saw the next task come.
 func (r *rhythm) reengaged(ok bool) {
-	if ok {
-		r.backoff = 0
+	if !ok {
+		r.inVain()
 		return
 	}
+	r.trial, r.streak = true, 0
+}
+
+// spun records whether a spin for the next task after one whose caller
+// spun for its result saw it come.
+func (r *rhythm) spun(ok bool) {
+	if !r.trial {
+		return
+	}
+	if !ok {
+		r.trial = false
+		r.inVain()
+		return
+	}
+	if r.streak++; r.streak == reengagePaid {
+		r.trial, r.backoff = false, 0
+	}
+}
+
+// inVain lets the next chances to re-engage pass, twice as many as last
+// time, up to reengageSkipMax.
+func (r *rhythm) inVain() {
 	r.backoff = min(max(1, 2*r.backoff), reengageSkipMax)
 	r.skip = r.backoff
 }

@@ -113,7 +113,8 @@ func (t *Thread) String() string { return threadLabel(t.id, t.name) }
 // most 50 µs, less while spinning keeps failing), and after a task whose
 // caller spun, t's goroutine spins as briefly for its next task before it
 // sleeps. Once both have fallen asleep, t spins up to 250 µs after a task
-// that came back to back, so that the caller finds it awake again; an idle
+// that came within 200 µs of t waiting for it, so that the caller finds it
+// awake and both spin again (less often while that keeps failing); an idle
 // t sleeps at most 250 µs after its last task.
 //
 // While fn waits in the queue, Do honours ctx: if ctx is done first, fn is
@@ -255,9 +256,9 @@ func (t *Thread) serve() {
 		t.current = tk
 		tk.res <- t.run(tk.fn)
 		t.current = nil
-		// Spin for the next task only if the caller saw the result
-		// spinning: a caller blocked on res was readied onto this P, and
-		// must not wait for a spin to end.
+		// Spin for the next task if the caller saw the result spinning. A
+		// caller blocked on res was readied onto this P, and must not wait
+		// for a spin to end, unless to re-engage (see spinner).
 		t.spinNext = tk.spinning.Load()
 	}
 }
@@ -316,6 +317,7 @@ func (t *Thread) next() *task {
 			t.idling.Store(true)
 			spun = t.idle.spin(false, changed, nil)
 			t.idling.Store(false)
+			t.rhythm.spun(spun)
 		}
 		if !spun && since.IsZero() {
 			since = time.Now()
@@ -325,6 +327,12 @@ func (t *Thread) next() *task {
 			spun = spinFor(reengageMax, changed)
 			t.idling.Store(false)
 			t.rhythm.reengaged(spun)
+			if spun {
+				// Spinning pays again: the next wait starts at spinMax.
+				t.idle.limit.Store(int64(spinMax))
+			} else {
+				procs.Store(int32(runtime.GOMAXPROCS(0)))
+			}
 		}
 		waiting = true
 		if !spun {

@@ -228,7 +228,8 @@ func TestSpinLimitAdaptsToWhetherSpinningPays(t *testing.T) {
 // A Thread re-engages (spins although the last caller was blocked) only
 // after a task that came back to back, and lets 1, 2, 4, ... up to
 // reengageSkipMax chances pass after re-engagements in vain, until one
-// succeeds.
+// pays: the next task came as it spun, and reengagePaid more came from
+// callers spinning for their results while it spun.
 func TestThreadReengagesBackToBackCallersAndBacksOff(t *testing.T) {
 	var r rhythm
 	if r.reengage() {
@@ -264,13 +265,31 @@ func TestThreadReengagesBackToBackCallersAndBacksOff(t *testing.T) {
 	if want != reengageSkipMax {
 		t.Fatalf("backoff did not reach %d", reengageSkipMax)
 	}
+	// The next task comes, but the pair does not stay spinning.
 	r.reengaged(true)
+	for range reengagePaid - 1 {
+		r.spun(true)
+	}
+	r.spun(false)
+	if got := passed(); got != reengageSkipMax {
+		t.Fatalf("after a re-engagement that did not last: %d chances passed, want %d", got, reengageSkipMax)
+	}
+	r.reengaged(true)
+	for range reengagePaid {
+		r.spun(true)
+	}
+	r.spun(false) // the pair falls out again, long after
 	if got := passed(); got != 0 {
 		t.Fatalf("after a re-engagement that paid: %d chances passed, want 0", got)
 	}
 	r.reengaged(false)
 	if got := passed(); got != 1 {
-		t.Fatalf("after a success, then one in vain: %d chances passed, want 1", got)
+		t.Fatalf("after one that paid, then one in vain: %d chances passed, want 1", got)
+	}
+	// The next task comes, but its caller blocks for the result.
+	r.reengaged(true)
+	if got := passed(); got != 2 {
+		t.Fatalf("after a re-engagement whose caller blocked: %d chances passed, want 2", got)
 	}
 	r.arrived(time.Second)
 	if r.reengage() {
