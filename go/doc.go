@@ -111,8 +111,9 @@
 // a goroutine, not an OS thread, and a cancelled context ends the wait at
 // once. Before it blocks, a caller spins briefly for its result, and a
 // Thread for its next task, while spinning pays (at most 50 µs, less while
-// it keeps failing): back-to-back calls then find the other side awake,
-// and an idle Thread sleeps.
+// it keeps failing; up to 250 µs for a Thread getting a back-to-back caller
+// that fell asleep to spin again): back-to-back calls then find the other
+// side awake, and an idle Thread sleeps.
 //
 // # Raw handles
 //

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -49,9 +50,10 @@ type Thread struct {
 	endWithObjects bool         // EndWithObjects
 	objects        atomic.Int64 // live objects made by New on t, with endWithObjects
 
-	current  *task  // the task being run; only the Thread's goroutine uses it
-	spinNext bool   // whether to spin for the next task; the goroutine's too
-	probes   uint32 // idle waits without spinNext, to spin now and then; the goroutine's
+	// Only the Thread's goroutine uses these.
+	current  *task  // the task being run
+	spinNext bool   // the last task's caller spun for its result
+	rhythm   rhythm // how tasks arrive, to re-engage (see spinner)
 }
 
 // task is one submitted function. Its state moves once, from queued to
@@ -110,7 +112,10 @@ func (t *Thread) String() string { return threadLabel(t.id, t.name) }
 // unless it had to wake t, Do spins for the result before it blocks (at
 // most 50 µs, less while spinning keeps failing), and after a task whose
 // caller spun, t's goroutine spins as briefly for its next task before it
-// sleeps.
+// sleeps. Once both have fallen asleep, t spins up to 250 µs after a task
+// that came within 200 µs of t waiting for it, so that the caller finds it
+// awake and both spin again (less often while that keeps failing); an idle
+// t sleeps at most 250 µs after its last task.
 //
 // While fn waits in the queue, Do honours ctx: if ctx is done first, fn is
 // taken out of the queue, never runs, and Do returns ctx.Err(). Once fn has
@@ -144,7 +149,7 @@ func (t *Thread) Do(ctx context.Context, fn func() error) error {
 	// than a spin, and a P handed straight to t's thread serves it sooner.
 	// One that found t spinning for work spins in full: t takes the task at
 	// once, and this is how a caller and t get back to spinning both.
-	if idling {
+	if idling && t.spin.limit.Load() != int64(spinMax) {
 		t.spin.limit.Store(int64(spinMax))
 	}
 	if !woke {
@@ -251,9 +256,9 @@ func (t *Thread) serve() {
 		t.current = tk
 		tk.res <- t.run(tk.fn)
 		t.current = nil
-		// Spin for the next task only if the caller saw the result
-		// spinning: a caller blocked on res was readied onto this P, and
-		// must not wait for a spin to end.
+		// Spin for the next task if the caller saw the result spinning. A
+		// caller blocked on res was readied onto this P, and must not wait
+		// for a spin to end, unless to re-engage (see spinner).
 		t.spinNext = tk.spinning.Load()
 	}
 }
@@ -281,9 +286,11 @@ func (t *Thread) run(fn func() error) error {
 }
 
 // next takes the next task, waiting for one; nil once t is closing. It
-// spins a little before it blocks (see spinner), so that back-to-back
-// calls find it awake.
+// spins before it blocks if the last task's caller spun, or to re-engage
+// (see spinner), so that back-to-back calls find it awake.
 func (t *Thread) next() *task {
+	waiting := false    // the queue was found empty
+	var since time.Time // when the wait began, or its spin for a spinning caller ended
 	for {
 		seen := t.signals.Load()
 		t.mu.Lock()
@@ -292,6 +299,11 @@ func (t *Thread) next() *task {
 			t.queue[0] = nil
 			t.queue = t.queue[1:]
 			t.mu.Unlock()
+			gap := time.Duration(0) // none: it was there, or came as t spun
+			if !since.IsZero() {
+				gap = time.Since(since)
+			}
+			t.rhythm.arrived(gap)
 			return tk
 		}
 		closing := t.closing
@@ -300,20 +312,30 @@ func (t *Thread) next() *task {
 			return nil
 		}
 		changed := func() bool { return t.signals.Load() != seen }
-		spin := t.spinNext
-		if !spin {
-			// Now and then, find out whether spinning pays again.
-			t.probes++
-			if spin = t.probes%probeEvery == 0; spin {
+		spun := false
+		if !waiting && t.spinNext {
+			t.idling.Store(true)
+			spun = t.idle.spin(false, changed, nil)
+			t.idling.Store(false)
+			t.rhythm.spun(spun)
+		}
+		if !spun && since.IsZero() {
+			since = time.Now()
+		}
+		if !waiting && !t.spinNext && t.rhythm.reengage() && procs.Load() > 1 {
+			t.idling.Store(true)
+			spun = spinFor(reengageMax, changed)
+			t.idling.Store(false)
+			t.rhythm.reengaged(spun)
+			if spun {
+				// Spinning pays again: the next wait starts at spinMax.
 				t.idle.limit.Store(int64(spinMax))
+			} else {
+				procs.Store(int32(runtime.GOMAXPROCS(0)))
 			}
 		}
-		if spin {
-			t.idling.Store(true)
-			spin = t.idle.spin(false, changed, nil)
-			t.idling.Store(false)
-		}
-		if !spin {
+		waiting = true
+		if !spun {
 			t.sleeping.Store(true)
 			if !changed() {
 				<-t.wake

@@ -225,6 +225,78 @@ func TestSpinLimitAdaptsToWhetherSpinningPays(t *testing.T) {
 	}
 }
 
+// A Thread re-engages (spins although the last caller was blocked) only
+// after a task that came back to back, and lets 1, 2, 4, ... up to
+// reengageSkipMax chances pass after re-engagements in vain, until one
+// pays: the next task came as it spun, and reengagePaid more came from
+// callers spinning for their results while it spun.
+func TestThreadReengagesBackToBackCallersAndBacksOff(t *testing.T) {
+	var r rhythm
+	if r.reengage() {
+		t.Fatal("re-engages before any task came")
+	}
+	r.arrived(backToBack)
+	if r.reengage() {
+		t.Fatalf("re-engages after a task that came %v after the wait began", backToBack)
+	}
+	r.arrived(backToBack - 1)
+	if !r.reengage() {
+		t.Fatal("does not re-engage after a task that came back to back")
+	}
+	// passed counts the chances let pass before the next re-engagement.
+	passed := func() int {
+		n := 0
+		for !r.reengage() {
+			n++
+			if n > 10*reengageSkipMax {
+				t.Fatalf("no re-engagement in %d chances", n)
+			}
+		}
+		return n
+	}
+	want := 1
+	for range 10 {
+		r.reengaged(false)
+		if got := passed(); got != want {
+			t.Fatalf("after a re-engagement in vain: %d chances passed, want %d", got, want)
+		}
+		want = min(2*want, reengageSkipMax)
+	}
+	if want != reengageSkipMax {
+		t.Fatalf("backoff did not reach %d", reengageSkipMax)
+	}
+	// The next task comes, but the pair does not stay spinning.
+	r.reengaged(true)
+	for range reengagePaid - 1 {
+		r.spun(true)
+	}
+	r.spun(false)
+	if got := passed(); got != reengageSkipMax {
+		t.Fatalf("after a re-engagement that did not last: %d chances passed, want %d", got, reengageSkipMax)
+	}
+	r.reengaged(true)
+	for range reengagePaid {
+		r.spun(true)
+	}
+	r.spun(false) // the pair falls out again, long after
+	if got := passed(); got != 0 {
+		t.Fatalf("after a re-engagement that paid: %d chances passed, want 0", got)
+	}
+	r.reengaged(false)
+	if got := passed(); got != 1 {
+		t.Fatalf("after one that paid, then one in vain: %d chances passed, want 1", got)
+	}
+	// The next task comes, but its caller blocks for the result.
+	r.reengaged(true)
+	if got := passed(); got != 2 {
+		t.Fatalf("after a re-engagement whose caller blocked: %d chances passed, want 2", got)
+	}
+	r.arrived(time.Second)
+	if r.reengage() {
+		t.Fatal("re-engages after a task that came a second after the wait began")
+	}
+}
+
 // Nobody spins with one P (the work waited for could not run meanwhile),
 // and callers spin only while a P is left over for that work.
 func TestSpinningLeavesAPForTheWork(t *testing.T) {
