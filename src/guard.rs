@@ -277,7 +277,7 @@ pub(crate) fn register_entry(object: *mut c_void, kind: Kind) -> Result<Handle, 
                         "register: thread {}'s live objects use 2^29 distinct destructors and Rust types",
                         state.describe()
                     ),
-                    Full::Slots => format!("register: thread {}'s table has 2^31 slots", state.describe()),
+                    Full::Slots => format!("register: thread {}'s table has 2^30 slots", state.describe()),
                 },
             )
         })?;

@@ -284,7 +284,7 @@ pub(crate) enum Refusal {
 pub(crate) enum Full {
     /// The thread's live objects already use 2^29 distinct destructors and Rust types.
     Disposers,
-    /// The table already has 2^31 slots (live, vacant or retired).
+    /// The table already has 2^30 slots (live, vacant or retired).
     Slots,
 }
 
