@@ -35,12 +35,12 @@ pub(crate) fn set(state: *const ThreadState) {
     unsafe { *slot() = state };
 }
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_pointer_width = "64", not(miri)))]
 mod word {
     // The word: 8 bytes of zero-initialised thread-local storage (`.tbss`), one per loaded copy
     // of the library (hidden: a second copy linked into another shared object has its own).
     std::arch::global_asm!(
-        ".section .tbss,\"awT\",@nobits",
+        ".pushsection .tbss,\"awT\",@nobits",
         ".p2align 3",
         ".globl threadguard_current_state",
         ".hidden threadguard_current_state",
@@ -48,21 +48,23 @@ mod word {
         ".size threadguard_current_state, 8",
         "threadguard_current_state:",
         ".zero 8",
-        ".text",
+        ".popsection",
     );
 }
 
 /// The address of the calling thread's word.
-#[cfg(all(target_os = "linux", target_arch = "x86_64", not(miri)))]
+#[cfg(all(target_os = "linux", target_arch = "x86_64", target_pointer_width = "64", not(miri)))]
 #[inline(always)]
 fn slot() -> *mut *const ThreadState {
     let offset: usize;
     // SAFETY: the general-dynamic TLS descriptor sequence of the x86-64 ELF ABI for the word
     // declared above: `rax` gets the word's offset from the thread pointer (fs:0), which the
     // `add` turns into its address. The resolver it calls keeps every register but `rax` and
-    // the flags, except that glibc's `_dl_tlsdesc_dynamic` before 2.40 may clobber vector and
-    // x87/MMX registers (bug 31372): they are declared clobbered, so nothing the compiler
-    // keeps in them is lost. (Without AVX-512 enabled the compiler uses only xmm0-15.) No
+    // the flags, except that glibc's `_dl_tlsdesc_dynamic` before 2.40 may clobber vector,
+    // mask and x87/MMX registers (bug 31372; on a thread's first access, through malloc and
+    // memcpy, whose AVX-512 variants use zmm16-31 and the mask registers): all of them are
+    // declared clobbered, also where this crate is built without AVX-512, as a caller built
+    // with it may inline this code, so nothing the compiler keeps in them is lost. No
     // `nostack`: the call pushes a return address, and the compiler then keeps the stack
     // aligned for a call and nothing in the red zone. `pure, readonly`: the result is the
     // same on every call on a thread, and what the resolver may write (the loader's own
@@ -77,6 +79,12 @@ fn slot() -> *mut *const ThreadState {
             out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
             out("xmm8") _, out("xmm9") _, out("xmm10") _, out("xmm11") _,
             out("xmm12") _, out("xmm13") _, out("xmm14") _, out("xmm15") _,
+            out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+            out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _,
+            out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _,
+            out("zmm28") _, out("zmm29") _, out("zmm30") _, out("zmm31") _,
+            out("k0") _, out("k1") _, out("k2") _, out("k3") _,
+            out("k4") _, out("k5") _, out("k6") _, out("k7") _,
             out("st(0)") _, out("st(1)") _, out("st(2)") _, out("st(3)") _,
             out("st(4)") _, out("st(5)") _, out("st(6)") _, out("st(7)") _,
             out("mm0") _, out("mm1") _, out("mm2") _, out("mm3") _,
@@ -88,7 +96,7 @@ fn slot() -> *mut *const ThreadState {
 }
 
 /// The address of the calling thread's word.
-#[cfg(not(all(target_os = "linux", target_arch = "x86_64", not(miri))))]
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64", target_pointer_width = "64", not(miri))))]
 #[inline(always)]
 fn slot() -> *mut *const ThreadState {
     use std::cell::Cell;

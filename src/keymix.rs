@@ -1,21 +1,22 @@
 //! A keyed, invertible permutation of 64-bit slot keys.
 //!
-//! Raw slot keys are `version << 32 | index`, and fresh slots all start at version 1, so
-//! flipping one index bit of a raw key would name the neighbouring object. Handles therefore
-//! carry `mix(raw)`, and the owner decodes with `unmix`. `mix` is a bijection (multiply by an
-//! odd secret, xor with a second secret), so decoding is exact, and it is one xor and one
-//! multiplication on every call. Decoding multiplies by the inverse, which carries every bit
-//! from its position upwards: flipping one of a handle key's high 32 bits changes only the
-//! decoded version, and the multiplier is drawn so that flipping any of its low 32 bits
-//! changes the decoded version too (`scatters_low_bits`), so a bit-flipped key never names a
-//! neighbour with the same version. A forged key resolves only if it decodes to a live
-//! slot's index *and* its exact version: for a table of `n` live objects, `n` of the 2^64
-//! values (SECURITY.md gives the argument).
+//! Raw slot keys are `version << 32 | kind | index`, and fresh slots all start at version 1,
+//! so flipping one index bit of a raw key would name the neighbouring object. Handles
+//! therefore carry `mix(raw)`, and the owner decodes with `unmix`. `mix` is a bijection
+//! (multiply by an odd secret, then xor the high half into the low half, which is its own
+//! inverse), so decoding is exact: three instructions and a multiplication on every call.
+//! Decoding folds the key's high half into its low half and multiplies by the inverse, which
+//! carries every bit from its position upwards: every bit of the key reaches both the index
+//! and the version, and the multiplier is drawn so that flipping any one bit of a key changes
+//! the decoded version (`scatters`), so a bit-flipped key never names a neighbour with the
+//! same version. A forged key resolves only if it decodes to a live slot's exact word
+//! (index, kind and version): for a table of `n` live objects, `n` of the 2^64 values
+//! (SECURITY.md gives the argument).
 //!
-//! Each thread mixes with its own variant of the secret ([`KeyMix::for_thread`]): tables hand
-//! out the same raw keys on every thread, so with one shared permutation a handle whose owner
-//! field had a bit flipped would name the other thread's object with the same raw key. With a
-//! per-thread variant, a key minted on thread A decodes on thread B to an unrelated raw key.
+//! Each thread mixes with its own multiplier ([`KeyMix::for_thread`]): tables hand out the same
+//! raw keys on every thread, so with one shared permutation a handle whose owner field had a
+//! bit flipped would name the other thread's object with the same raw key. With a per-thread
+//! multiplier, a key minted on thread A decodes on thread B to an unrelated raw key.
 //!
 //! The secret is drawn once per process from the standard library's randomly seeded hasher;
 //! each thread derives its variant when it first enters and keeps it in its own state, so the
@@ -28,7 +29,8 @@ use std::sync::OnceLock;
 /// The per-process secret of the permutation.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct KeyMix {
-    xor: u64,
+    /// What thread variants are derived from.
+    secret: u64,
     mul: u64,
     mul_inverse: u64,
 }
@@ -45,49 +47,62 @@ impl KeyMix {
         KeyMix::from_seed(random_u64(), random_u64())
     }
 
-    /// The variant of this permutation used by thread `thread_id`.
+    /// The variant of this permutation used by thread `thread_id`: its own multiplier.
     pub(crate) fn for_thread(&self, thread_id: u64) -> KeyMix {
-        KeyMix { xor: self.xor ^ splitmix64(thread_id ^ self.xor), ..*self }
+        KeyMix::from_seed(self.secret, splitmix64(thread_id ^ self.secret))
     }
 
-    /// A permutation from explicit seeds (tests use fixed seeds for reproducibility).
-    pub(crate) fn from_seed(xor: u64, seed: u64) -> KeyMix {
+    /// A permutation from explicit seeds (tests use fixed seeds for reproducibility): `secret`
+    /// for its thread variants, `seed` for its multiplier.
+    pub(crate) fn from_seed(secret: u64, seed: u64) -> KeyMix {
         // Decoding multiplies by `mul_inverse`, so it is the one drawn: odd (invertible modulo
-        // 2^64), and redrawn until it scatters every low bit (`scatters_low_bits`).
+        // 2^64), and redrawn until every single-bit flip changes the version (`scatters`).
         let mut draw = seed;
         let mul_inverse = loop {
             let candidate = splitmix64(draw) | 1;
-            if scatters_low_bits(candidate) {
+            if scatters(candidate) {
                 break candidate;
             }
             draw = draw.wrapping_add(1);
         };
-        KeyMix { xor, mul: inverse_mod_2_64(mul_inverse), mul_inverse }
+        KeyMix { secret, mul: inverse_mod_2_64(mul_inverse), mul_inverse }
     }
 
     /// Raw slot key to the value a handle carries.
     #[inline]
     pub(crate) fn mix(&self, raw: u64) -> u64 {
-        raw.wrapping_mul(self.mul) ^ self.xor
+        fold(raw.wrapping_mul(self.mul))
     }
 
     /// The value a handle carries back to the raw slot key; exact inverse of [`KeyMix::mix`].
     #[inline(always)]
     pub(crate) fn unmix(&self, mixed: u64) -> u64 {
-        (mixed ^ self.xor).wrapping_mul(self.mul_inverse)
+        fold(mixed).wrapping_mul(self.mul_inverse)
     }
 }
 
-/// Whether flipping any one of the low 32 bits of a value multiplied by `multiplier` changes
-/// the product's high 32 bits (the version half of a raw key). Flipping bit `b` adds or
-/// subtracts `2^b * multiplier`, whose high half is bits `32 - b .. 64 - b` of the multiplier;
-/// with a carry or a borrow that adds at most one, the high half of the product stays the
-/// same only if that window is all zeros or all ones. (Flipping a high bit leaves the low
-/// half alone and so changes the high half, as the map is one-to-one.)
-fn scatters_low_bits(multiplier: u64) -> bool {
-    (0..32).all(|bit| {
-        let window = (multiplier.wrapping_shl(bit) >> 32) as u32;
-        window != 0 && window != u32::MAX
+/// Xors the high half of `x` into its low half: its own inverse.
+#[inline(always)]
+fn fold(x: u64) -> u64 {
+    x ^ (x >> 32)
+}
+
+/// Whether flipping any one bit of a handle's key changes its decoded version (the high 32
+/// bits of `fold(key) * multiplier`). Flipping bit `b` of the key flips bit `b` of the fold,
+/// and bit `b - 32` too if `b >= 32`, so it adds to the fold one of `±2^b` or `±2^b ± 2^(b-32)`,
+/// and to the product that times the multiplier. With a carry or a borrow from the low half,
+/// which moves the high half by at most one, the high half stays the same only if the high
+/// half of what was added is all zeros or all ones: the multiplier is refused if any of those
+/// 384 additions has such a high half (about one draw in 2^22).
+fn scatters(multiplier: u64) -> bool {
+    let high_moves = |change: u64| {
+        let high = (change.wrapping_mul(multiplier) >> 32) as u32;
+        high != 0 && high != u32::MAX
+    };
+    (0..64u32).all(|bit| {
+        let flip = 1u64 << bit;
+        let with = if bit >= 32 { [1u64 << (bit - 32), 0u64.wrapping_sub(1 << (bit - 32))] } else { [0, 0] };
+        [flip, flip.wrapping_neg()].iter().all(|&main| with.iter().all(|&low| high_moves(main.wrapping_add(low))))
     })
 }
 
@@ -171,13 +186,27 @@ mod tests {
     fn multipliers_that_would_keep_a_flipped_key_version_are_redrawn() {
         // Bit 3 flipped adds 8 * multiplier: with bits 29..61 of the multiplier all zero, the
         // high half of that is zero, and so the version would stay.
-        assert!(!scatters_low_bits(0x8000_0000_0000_0001 | (1 << 28)));
-        assert!(!scatters_low_bits(u64::MAX));
-        assert!(!scatters_low_bits(1));
+        assert!(!scatters(0x8000_0000_0000_0001 | (1 << 28)));
+        assert!(!scatters(u64::MAX));
+        assert!(!scatters(1));
         for seed in 0..if cfg!(miri) { 20 } else { 10_000u64 } {
             let m = KeyMix::from_seed(seed, seed);
-            assert!(scatters_low_bits(m.mul_inverse), "seed {seed}");
+            assert!(scatters(m.mul_inverse), "seed {seed}");
             assert_eq!(m.mul.wrapping_mul(m.mul_inverse), 1, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn every_bit_of_a_key_reaches_the_index() {
+        // The fold carries the key's high half into the index: no flip of a key keeps its slot
+        // (a flip adds an odd multiple of 2^b, b < 32, to the low half of the product).
+        let m = KeyMix::from_seed(5, 6);
+        for index in 0..if cfg!(miri) { 20 } else { 1000u64 } {
+            let mixed = m.mix((1 << 32) | index);
+            for bit in 0..64 {
+                let decoded = m.unmix(mixed ^ (1 << bit));
+                assert_ne!(decoded as u32, index as u32, "flip of bit {bit} kept index {index}");
+            }
         }
     }
 

@@ -35,16 +35,20 @@ impl Reason {
 
 impl ThreadState {
     /// [`ThreadState::run_pending`] after a successful call, which has its status already:
-    /// a destructor's panic is reported by `run_pending`'s counters, not by that call.
-    /// `extern "C"`, and so known never to unwind (anything that escapes is caught here): the
-    /// borrow fast path that calls it then needs no unwinding path of its own.
+    /// a destructor's panic is reported by the counters, not by that call. `extern "C"`, and
+    /// so known never to unwind (anything that escapes is caught here and counted as a panic):
+    /// the borrow fast path that calls it then needs no unwinding path of its own.
     #[cold]
     #[inline(never)]
     #[allow(improper_ctypes_definitions, reason = "called from Rust only; the ABI is for `nounwind`")]
     pub(crate) extern "C" fn run_pending_after_success(&self) {
-        catch_and_discard(|| {
+        // A panic here is the library's own (destructors' are caught inside), and is counted.
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
             let _ = self.run_pending();
-        });
+        })) {
+            discard_panic(payload);
+            self.counters.panicked();
+        }
     }
 
     /// Runs queued destroy requests. Requests for busy objects stay queued; requests whose

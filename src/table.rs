@@ -17,9 +17,10 @@
 //! function or a type, so they are stored once per thread rather than once per object. The
 //! check a C borrow needs (key, type tag, kind, busy, empty) reads the slot alone, and the
 //! busy mark is set and cleared through a `Cell`, so a borrow needs no mutable access to the
-//! table. The busy mark is a bit of the slot's key word that no key can have (the top bit of
-//! the index half: indices stay below 2^31), so the one comparison a borrow makes of the
-//! decoded key with that word checks the version exactly and that the entry is not busy.
+//! table. The busy mark is a bit of the slot's key word that no in-bounds key has (the top bit
+//! of the index half, above the kind bit: indices stay below 2^30), so the one comparison a
+//! borrow makes of the decoded key with that word checks the version and the kind exactly and
+//! that the entry is neither busy nor empty.
 //!
 //! A caller may pass any number of distinct destructor pointers, so disposers are counted:
 //! each knows how many live entries use it and is reclaimed (its index reused) when the last
