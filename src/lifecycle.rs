@@ -43,10 +43,7 @@ impl ThreadState {
     #[allow(improper_ctypes_definitions, reason = "called from Rust only; the ABI is for `nounwind`")]
     pub(crate) extern "C" fn run_pending_after_success(&self) {
         // A panic here is the library's own (destructors' are caught inside), and is counted.
-        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| {
-            let _ = self.run_pending();
-        })) {
-            discard_panic(payload);
+        if catch_and_discard(|| drop(self.run_pending())) {
             self.counters.panicked();
         }
     }
@@ -166,10 +163,15 @@ pub(crate) fn exit_thread(state: &ThreadState) {
     identity::unregister_thread(state.id);
 }
 
-/// Runs `f`, catching a panic and dropping its payload safely (see [`discard_panic`]).
-pub(crate) fn catch_and_discard(f: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
-        discard_panic(payload);
+/// Runs `f`, catching a panic and dropping its payload safely (see [`discard_panic`]);
+/// whether it panicked.
+pub(crate) fn catch_and_discard(f: impl FnOnce()) -> bool {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => false,
+        Err(payload) => {
+            discard_panic(payload);
+            true
+        }
     }
 }
 
