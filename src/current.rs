@@ -57,18 +57,19 @@ mod word {
 #[inline(always)]
 fn slot() -> *mut *const ThreadState {
     let offset: usize;
+    // The clobbers: glibc's `_dl_tlsdesc_dynamic` before 2.40 may clobber vector, mask and
+    // x87/MMX registers (bug 31372; on a thread's first access, through malloc and memcpy,
+    // whose AVX-512 variants use zmm16-31 and the mask registers). All of them are declared,
+    // also where this crate is built without AVX-512, as a caller built with it may inline
+    // this code. No `nostack`: the call pushes a return address, and the compiler then keeps
+    // the stack aligned for a call and nothing in the red zone. `pure, readonly`: the result
+    // is the same on every call on a thread, and what the resolver may write (the loader's own
+    // records of a dlopen'd library's thread blocks) is no memory Rust code reads.
+    //
     // SAFETY: the general-dynamic TLS descriptor sequence of the x86-64 ELF ABI for the word
     // declared above: `rax` gets the word's offset from the thread pointer (fs:0), which the
-    // `add` turns into its address. The resolver it calls keeps every register but `rax` and
-    // the flags, except that glibc's `_dl_tlsdesc_dynamic` before 2.40 may clobber vector,
-    // mask and x87/MMX registers (bug 31372; on a thread's first access, through malloc and
-    // memcpy, whose AVX-512 variants use zmm16-31 and the mask registers): all of them are
-    // declared clobbered, also where this crate is built without AVX-512, as a caller built
-    // with it may inline this code, so nothing the compiler keeps in them is lost. No
-    // `nostack`: the call pushes a return address, and the compiler then keeps the stack
-    // aligned for a call and nothing in the red zone. `pure, readonly`: the result is the
-    // same on every call on a thread, and what the resolver may write (the loader's own
-    // records of a dlopen'd library's thread blocks) is no memory Rust code reads.
+    // `add` turns into its address. The resolver keeps every register but `rax`, the flags
+    // and the registers declared clobbered (above), so nothing the compiler keeps is lost.
     unsafe {
         std::arch::asm!(
             "lea rax, [rip + threadguard_current_state@TLSDESC]",
